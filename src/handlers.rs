@@ -1,0 +1,249 @@
+//! What each non-streaming route answers, and the checks a publish passes
+//! before it reaches the hub.
+//!
+//! Everything here is a pure function of the request and a few figures: the
+//! server calls in, gets a [`Response`] or a [`Rejection`], and does the
+//! I/O. The two routes that touch other connections, `/events` and the
+//! publishing pair, keep their fan-out and subscription work in
+//! `server.rs`; their inputs are checked here.
+
+use crate::http::query;
+use crate::http::{Rejection, Request, Response};
+use crate::hub::{self, Topics};
+use crate::sse;
+
+/// The demo page: an `EventSource` client with a publish form.
+pub const PAGE: &str = include_str!("page.html");
+
+pub fn page() -> Response {
+    let mut response = Response::new(200, "text/html; charset=utf-8", PAGE.as_bytes().to_vec());
+    response.header("Cache-Control", "no-cache");
+    response
+}
+
+pub fn health() -> Response {
+    Response::text(200, "ok\n")
+}
+
+pub fn stats(json: String) -> Response {
+    let mut response = Response::json(json);
+    response.header("Cache-Control", "no-store");
+    response
+}
+
+pub fn metrics(text: String) -> Response {
+    let mut response = Response::new(200, "text/plain; version=0.0.4; charset=utf-8", text.into_bytes());
+    response.header("Cache-Control", "no-store");
+    response
+}
+
+/// The CORS preflight: which methods and request headers a page on another
+/// origin may use, cached by the browser for a day.
+pub fn preflight() -> Response {
+    let mut response = Response::new(204, "text/plain", Vec::new());
+    response.header("Allow", "GET, HEAD, POST, OPTIONS");
+    response.header("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS");
+    response.header(
+        "Access-Control-Allow-Headers",
+        "Authorization, Content-Type, Last-Event-ID, Cache-Control",
+    );
+    response.header("Access-Control-Max-Age", "86400");
+    response
+}
+
+/// The answer to a successful publish.
+pub fn published(id: u64, subscribers: usize) -> Response {
+    Response::json(format!("{{\"id\":{id},\"subscribers\":{subscribers}}}\n"))
+}
+
+/// A checked publish: where, under what name, what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    pub topic: String,
+    pub name: Option<String>,
+    pub data: String,
+}
+
+/// Checks a `POST /publish` (data from the body) or `GET /broadcast`
+/// (data from `?msg=`): token, topic, name, UTF-8.
+pub fn publish(request: &Request, token: Option<&str>, from_query: bool) -> Result<Publish, Rejection> {
+    if let Some(token) = token {
+        if !bearer_matches(request.authorization.as_deref(), token) {
+            return Err(Rejection::Unauthorized);
+        }
+    }
+    let params = query::pairs(request.query()).map_err(|_| Rejection::BadRequest("query is not UTF-8"))?;
+    let param = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let topic = param("topic")
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| hub::DEFAULT_TOPIC.to_string());
+    hub::validate_topic(&topic).map_err(|_| Rejection::BadRequest("invalid topic name"))?;
+    let name = param("event").filter(|n| !n.is_empty());
+    if let Some(name) = &name {
+        sse::validate_name(name).map_err(|_| Rejection::BadRequest("event name contains a line break"))?;
+    }
+    let data = if from_query {
+        param("msg").ok_or(Rejection::BadRequest("missing ?msg="))?
+    } else {
+        String::from_utf8(request.body.clone()).map_err(|_| Rejection::BadRequest("body is not UTF-8"))?
+    };
+    Ok(Publish { topic, name, data })
+}
+
+/// What `GET /events` asked for: topics, and where to resume from
+/// (`Last-Event-ID` header, or `?lastEventId=` for clients that cannot set
+/// headers).
+pub fn subscription(request: &Request) -> Result<(Topics, Option<String>), Rejection> {
+    let params = query::pairs(request.query()).map_err(|_| Rejection::BadRequest("query is not UTF-8"))?;
+    let topics = Topics::parse(
+        params
+            .iter()
+            .filter(|(n, _)| n == "topic")
+            .map(|(_, v)| v.as_str()),
+    )
+    .map_err(|_| Rejection::BadRequest("invalid topic list"))?;
+    let last_event_id = request
+        .last_event_id
+        .clone()
+        .or_else(|| {
+            params
+                .iter()
+                .find(|(n, _)| n == "lastEventId")
+                .map(|(_, v)| v.clone())
+        })
+        .filter(|id| !id.is_empty());
+    Ok((topics, last_event_id))
+}
+
+/// `Authorization: Bearer <token>`, compared in time that does not depend
+/// on how much of the token matched (only on its length, which is no
+/// secret worth keeping).
+pub fn bearer_matches(authorization: Option<&[u8]>, token: &str) -> bool {
+    let Some(value) = authorization else {
+        return false;
+    };
+    let Some(scheme) = value.get(..7) else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return false;
+    }
+    constant_time_eq(value[7..].trim_ascii(), token.as_bytes())
+}
+
+/// Compares every byte whatever the earlier ones were, folding the
+/// differences into one accumulator, so the time taken says nothing about
+/// where the first difference is.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(difference) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request::parse_head;
+
+    fn request(head: &str, body: &[u8]) -> Request {
+        let (mut request, _) = parse_head(head.as_bytes()).unwrap().unwrap();
+        request.body = body.to_vec();
+        request
+    }
+
+    #[test]
+    fn checks_the_bearer_token() {
+        let cases: &[(Option<&[u8]>, bool)] = &[
+            (Some(b"Bearer s3cret"), true),
+            (Some(b"bearer s3cret"), true),
+            (Some(b"Bearer s3cret "), true),
+            (Some(b"Bearer s3cre"), false),
+            (Some(b"Bearer s3cretX"), false),
+            (Some(b"Basic s3cret"), false),
+            (Some(b"Bearer"), false),
+            (Some(b""), false),
+            (None, false),
+        ];
+        for (header, want) in cases {
+            assert_eq!(bearer_matches(*header, "s3cret"), *want, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn publish_needs_the_token_when_set() {
+        let anonymous = request("POST /publish HTTP/1.1\r\n\r\n", b"x");
+        assert_eq!(
+            publish(&anonymous, Some("t"), false),
+            Err(Rejection::Unauthorized)
+        );
+        assert!(publish(&anonymous, None, false).is_ok());
+        let signed = request("POST /publish HTTP/1.1\r\nAuthorization: Bearer t\r\n\r\n", b"x");
+        assert!(publish(&signed, Some("t"), false).is_ok());
+    }
+
+    #[test]
+    fn publish_reads_topic_name_and_data() {
+        let got = publish(
+            &request(
+                "POST /publish?topic=news&event=headline HTTP/1.1\r\n\r\n",
+                "héllo".as_bytes(),
+            ),
+            None,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            Publish {
+                topic: "news".into(),
+                name: Some("headline".into()),
+                data: "héllo".into()
+            }
+        );
+        let broadcast = publish(
+            &request("GET /broadcast?msg=hi+there HTTP/1.1\r\n\r\n", b""),
+            None,
+            true,
+        )
+        .unwrap();
+        assert_eq!(broadcast.topic, "default");
+        assert_eq!(broadcast.data, "hi there");
+        assert_eq!(broadcast.name, None);
+    }
+
+    #[test]
+    fn publish_refuses_bad_input() {
+        let cases: &[(&str, &[u8], bool)] = &[
+            ("POST /publish?event=a%0Ab HTTP/1.1\r\n\r\n", b"x", false),
+            ("POST /publish?topic=a%0Ab HTTP/1.1\r\n\r\n", b"x", false),
+            ("POST /publish HTTP/1.1\r\n\r\n", b"\xff\xfe", false),
+            ("POST /publish?topic=%FF HTTP/1.1\r\n\r\n", b"x", false),
+            ("GET /broadcast HTTP/1.1\r\n\r\n", b"", true),
+        ];
+        for (head, body, from_query) in cases {
+            let got = publish(&request(head, body), None, *from_query);
+            assert!(matches!(got, Err(Rejection::BadRequest(_))), "{head}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn subscription_reads_topics_and_resume_point() {
+        let (topics, last) = subscription(&request(
+            "GET /events?topic=a&topic=b,c HTTP/1.1\r\nLast-Event-ID: 9\r\n\r\n",
+            b"",
+        ))
+        .unwrap();
+        assert!(topics.matches("c") && !topics.matches("d"));
+        assert_eq!(last.as_deref(), Some("9"));
+        let (topics, last) =
+            subscription(&request("GET /events?lastEventId=5 HTTP/1.1\r\n\r\n", b"")).unwrap();
+        assert_eq!(topics, Topics::All);
+        assert_eq!(last.as_deref(), Some("5"));
+        let (_, last) =
+            subscription(&request("GET /events HTTP/1.1\r\nLast-Event-ID:\r\n\r\n", b"")).unwrap();
+        assert_eq!(last, None);
+        assert!(subscription(&request("GET /events?topic=a%01 HTTP/1.1\r\n\r\n", b"")).is_err());
+    }
+}

@@ -1,0 +1,91 @@
+//! Which handler a request goes to: `(method, path)` to a [`Route`], or the
+//! `404` / `405` that says why none.
+//!
+//! | path         | methods               | route                   |
+//! |--------------|-----------------------|-------------------------|
+//! | `/`          | GET, HEAD             | the demo page           |
+//! | `/events`    | GET, HEAD             | the event stream        |
+//! | `/publish`   | POST                  | publish the body        |
+//! | `/broadcast` | GET, HEAD             | publish `?msg=`         |
+//! | `/stats`     | GET, HEAD             | JSON counters           |
+//! | `/metrics`   | GET, HEAD             | Prometheus text         |
+//! | `/healthz`   | GET, HEAD             | `200 ok`                |
+//! | any of them, or `*` | OPTIONS        | CORS preflight          |
+//!
+//! `HEAD` goes wherever `GET` does; the response writer drops the body.
+
+use crate::http::{Method, Rejection};
+
+/// Where a request is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Page,
+    Events,
+    Publish,
+    Broadcast,
+    Stats,
+    Metrics,
+    Health,
+    Preflight,
+}
+
+/// The methods each path allows, for `405` answers and preflights.
+const READ_ONLY: &str = "GET, HEAD, OPTIONS";
+const POST_ONLY: &str = "POST, OPTIONS";
+
+pub fn route(method: Method, path: &str) -> Result<Route, Rejection> {
+    let (route, allow) = match path {
+        "/" => (Route::Page, READ_ONLY),
+        "/events" => (Route::Events, READ_ONLY),
+        "/publish" => (Route::Publish, POST_ONLY),
+        "/broadcast" => (Route::Broadcast, READ_ONLY),
+        "/stats" => (Route::Stats, READ_ONLY),
+        "/metrics" => (Route::Metrics, READ_ONLY),
+        "/healthz" => (Route::Health, READ_ONLY),
+        "*" if method == Method::Options => return Ok(Route::Preflight),
+        _ => return Err(Rejection::NotFound),
+    };
+    match (method, allow) {
+        (Method::Options, _) => Ok(Route::Preflight),
+        (Method::Post, POST_ONLY) | (Method::Get | Method::Head, READ_ONLY) => Ok(route),
+        _ => Err(Rejection::MethodNotAllowed { allow }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_table() {
+        use Method::*;
+        let cases: &[(Method, &str, Result<Route, u16>)] = &[
+            (Get, "/", Ok(Route::Page)),
+            (Head, "/", Ok(Route::Page)),
+            (Get, "/events", Ok(Route::Events)),
+            (Head, "/events", Ok(Route::Events)),
+            (Post, "/publish", Ok(Route::Publish)),
+            (Get, "/publish", Err(405)),
+            (Get, "/broadcast", Ok(Route::Broadcast)),
+            (Post, "/broadcast", Err(405)),
+            (Get, "/stats", Ok(Route::Stats)),
+            (Get, "/metrics", Ok(Route::Metrics)),
+            (Get, "/healthz", Ok(Route::Health)),
+            (Options, "/publish", Ok(Route::Preflight)),
+            (Options, "*", Ok(Route::Preflight)),
+            (Get, "*", Err(404)),
+            (Other, "/events", Err(405)),
+            (Post, "/events", Err(405)),
+            (Get, "/nope", Err(404)),
+            (Get, "/events/", Err(404)),
+        ];
+        for (method, path, want) in cases {
+            let got = route(*method, path).map_err(|r| r.status());
+            assert_eq!(got, *want, "{method:?} {path}");
+        }
+        assert_eq!(
+            route(Method::Get, "/publish"),
+            Err(Rejection::MethodNotAllowed { allow: POST_ONLY })
+        );
+    }
+}

@@ -1,0 +1,74 @@
+//! `--trace`: every byte in and out of every connection, escaped so that
+//! the log shows exactly what crossed the wire (`\r\n` and all).
+//!
+//! A teaching aid, not a production setting: it formats every byte, so it
+//! costs far more than the I/O it reports. Lines go to the `log` target
+//! `ssed::trace` at `info` level:
+//!
+//! ```text
+//! #7 < "GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n"
+//! #7 > "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n..."
+//! ```
+
+use std::io::IoSlice;
+
+/// Which way the bytes went.
+#[derive(Debug, Clone, Copy)]
+pub enum Direction {
+    In,
+    Out,
+}
+
+/// Logs bytes read from or written to connection `conn_id`.
+pub fn bytes(conn_id: u64, direction: Direction, data: &[u8]) {
+    let arrow = match direction {
+        Direction::In => '<',
+        Direction::Out => '>',
+    };
+    log::info!(target: "ssed::trace", "#{conn_id} {arrow} \"{}\"", escape(data));
+}
+
+/// Logs the first `written` bytes of a vectored write.
+pub fn slices(conn_id: u64, slices: &[IoSlice<'_>], written: usize) {
+    let mut left = written;
+    let mut data = Vec::with_capacity(written);
+    for slice in slices {
+        let take = left.min(slice.len());
+        data.extend_from_slice(&slice[..take]);
+        left -= take;
+        if left == 0 {
+            break;
+        }
+    }
+    bytes(conn_id, Direction::Out, &data);
+}
+
+/// Printable ASCII as it is; `\r`, `\n`, `\t`, `\\`, `"` escaped; every
+/// other byte as `\xNN`.
+pub fn escape(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len() + 16);
+    for &byte in data {
+        match byte {
+            b'\r' => out.push_str("\\r"),
+            b'\n' => out.push_str("\\n"),
+            b'\t' => out.push_str("\\t"),
+            b'\\' => out.push_str("\\\\"),
+            b'"' => out.push_str("\\\""),
+            0x20..=0x7e => out.push(byte as char),
+            _ => out.push_str(&format!("\\x{byte:02x}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_what_is_not_printable() {
+        assert_eq!(escape(b"GET / HTTP/1.1\r\n"), "GET / HTTP/1.1\\r\\n");
+        assert_eq!(escape(b"a\0\xff\"\\"), "a\\x00\\xff\\\"\\\\");
+        assert_eq!(escape("é".as_bytes()), "\\xc3\\xa9");
+    }
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every check CI runs, in the order CI runs them:
+#   formatting, lints, docs, unit + integration tests, then the end-to-end
+#   suite (real browsers, client libraries and nginx; see tests/e2e/).
+# Installs what a fresh machine lacks. Safe to run again and again.
+set -euo pipefail
+cd "$(dirname "$0")"
+export CARGO_TERM_COLOR=never
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+
+step "cargo test"
+cargo test
+
+if [ -x tests/e2e/run.sh ]; then
+  step "end-to-end tests (tests/e2e/run.sh)"
+  tests/e2e/run.sh
+fi
+
+step "all checks passed"
