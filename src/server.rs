@@ -809,7 +809,10 @@ impl Server {
                     }
                 }
                 FlushOutcome::Done => match conn.phase {
-                    Phase::Closing if conn.peer_closed => self.close(key, CloseReason::Finished),
+                    // Shutting down, nobody is waiting for the lingering close.
+                    Phase::Closing if conn.peer_closed || self.shutdown_deadline.is_some() => {
+                        self.close(key, CloseReason::Finished)
+                    }
                     Phase::Closing => {
                         conn.shutdown_write();
                         if !conn.deadline_armed {
