@@ -399,7 +399,7 @@ impl Subscriber {
     /// Reads until the `connected` event and returns the client id.
     pub fn connected(&mut self) -> u64 {
         let first = self.next_event();
-        assert_eq!(first.retry.is_some() || first.event.is_some(), true, "{first:?}");
+        assert!(first.retry.is_some() || first.event.is_some(), "{first:?}");
         let event = if first.event.as_deref() == Some("connected") {
             first
         } else {

@@ -1,0 +1,3 @@
+fn main() {
+    eprintln!("ssed-load: not written yet");
+}

@@ -1,0 +1,3 @@
+fn main() {
+    eprintln!("ssed-soak: not written yet");
+}
