@@ -142,6 +142,7 @@ impl BinaryServer {
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")
+            .env_remove("SSED_PUBLISH_TOKEN")
             .stdin(stdin)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

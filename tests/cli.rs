@@ -1,0 +1,141 @@
+//! The real `ssed` binary: flags, logs, signals, `--stdin`, `--trace`.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn ssed(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ssed"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ssed")
+}
+
+#[test]
+fn help_lists_every_flag_with_defaults() {
+    let out = ssed(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--listen ADDR",
+        "--tick SECS",
+        "--heartbeat SECS",
+        "--retry MS",
+        "--history N",
+        "--max-conns N",
+        "--max-queue BYTES",
+        "--max-body BYTES",
+        "--header-timeout SECS",
+        "--publish-token TOKEN",
+        "--cors-origin ORIGIN",
+        "--stdin [TOPIC]",
+        "--trace",
+        "--help",
+        "--version",
+    ] {
+        assert!(text.contains(flag), "{flag} in --help");
+    }
+    assert!(text.contains("[default: 127.0.0.1:8080]"));
+}
+
+#[test]
+fn version_and_bad_flags() {
+    let out = ssed(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("ssed {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let bad = ssed(&["--tick", "soon"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--tick"));
+    assert_eq!(ssed(&["--no-such-flag"]).status.code(), Some(2));
+}
+
+#[test]
+fn logs_the_file_limit_and_serves() {
+    let server = BinaryServer::spawn(&["--tick", "0"]);
+    // The start-up line was printed before "listening"; ask for a fresh one.
+    let health = request(
+        server.addr,
+        "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(health.text(), "ok\n");
+}
+
+#[test]
+fn start_up_log_names_the_limits() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ssed"))
+        .args(["--listen", "127.0.0.1:0", "--tick", "0"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let first = lines.next().unwrap().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(first.contains("open-file limit: soft"), "{first}");
+    assert!(first.contains("--max-conns"), "{first}");
+}
+
+#[test]
+fn sigterm_and_sigint_shut_down_gracefully() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let mut server = BinaryServer::spawn(&["--tick", "0", "--retry", "1000"]);
+        let mut sub = Subscriber::open(server.addr, "/events", "");
+        sub.connected();
+        let status = server.signal(signal);
+        assert_eq!(status.code(), Some(0), "exit status after signal {signal}");
+        let retry = sub.next_block().retry.expect("jittered retry on shutdown");
+        assert!((1000..=6000).contains(&retry), "{retry}");
+        assert!(sub.ended());
+    }
+}
+
+#[test]
+fn stdin_lines_become_events() {
+    let server = BinaryServer::spawn_with(&["--tick", "0", "--stdin", "feed"], Stdio::piped());
+    let mut server = server;
+    let mut sub = Subscriber::open(server.addr, "/events?topic=feed", "");
+    sub.connected();
+    let mut stdin = server.child.stdin.take().unwrap();
+    stdin.write_all(b"first line\nsecond, with \xc3\xa9\r\n").unwrap();
+    stdin.flush().unwrap();
+    let first = sub.next_event();
+    assert_eq!(first.data, "first line");
+    assert!(first.id.is_some());
+    assert_eq!(sub.next_event().data, "second, with é");
+    drop(stdin);
+    server.wait_log("end of input");
+    // Still serving after standard input closed.
+    let health = request(
+        server.addr,
+        "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(health.status, 200);
+}
+
+#[test]
+fn trace_logs_bytes_in_and_out_escaped() {
+    let server = BinaryServer::spawn(&["--tick", "0", "--trace"]);
+    request(
+        server.addr,
+        "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    let incoming = server.wait_log("< \"GET /healthz HTTP/1.1\\r\\n");
+    assert!(incoming.contains("ssed::trace"), "{incoming}");
+    server.wait_log("> \"HTTP/1.1 200 OK\\r\\n");
+}
+
+#[test]
+fn warns_when_open_beyond_loopback_without_a_token() {
+    // A second --listen beyond loopback (port 0: any free port).
+    let server = BinaryServer::spawn(&["--listen", "0.0.0.0:0", "--tick", "0"]);
+    server.wait_log("no --publish-token");
+}
