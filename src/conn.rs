@@ -37,7 +37,7 @@
 //!
 //! The queue holds [`Frame`]s, reference-counted and shared: one published
 //! event is one allocation however many subscribers queue it. A flush hands
-//! up to [`MAX_IOVECS`] frames to one `writev`. The queue is bounded by
+//! every queued frame (up to [`MAX_IOVECS`]) to one `writev`. The queue is bounded by
 //! `--max-queue`, enforced by the server when it queues an event.
 
 use std::collections::VecDeque;
@@ -56,8 +56,8 @@ use crate::hub::Topics;
 use crate::sse::Frame;
 use crate::trace;
 
-/// Most frames handed to one `writev`.
-pub const MAX_IOVECS: usize = 64;
+/// Most frames handed to one `writev`: Linux's `IOV_MAX`.
+pub const MAX_IOVECS: usize = 1024;
 
 /// Where the connection is in its life. See the module docs for the diagram.
 #[derive(Debug)]
@@ -335,26 +335,19 @@ impl Conn {
         self.queued
     }
 
-    /// Writes as much of the queue as the socket takes, several frames per
-    /// `writev`. Returns the outcome and the bytes written.
+    /// Writes as much of the queue as the socket takes, every queued frame
+    /// in one `writev` (up to [`MAX_IOVECS`]). Returns the outcome and the
+    /// bytes written.
     pub fn flush(&mut self, tracing: bool) -> (FlushOutcome, usize) {
         let mut written = 0;
         while !self.queue.is_empty() {
             if !self.writable {
                 return (FlushOutcome::Blocked, written);
             }
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut count = 0;
-            for (slot, out) in slices.iter_mut().zip(self.queue.iter()) {
-                *slot = IoSlice::new(&out.frame.wire(self.chunked)[out.sent..]);
-                count += 1;
-            }
-            match self.stream.write_vectored(&slices[..count]) {
+            let result = self.write_queued(tracing);
+            match result {
                 Ok(0) => return (FlushOutcome::Error(io::ErrorKind::WriteZero.into()), written),
                 Ok(n) => {
-                    if tracing {
-                        trace::slices(self.id, &slices[..count], n);
-                    }
                     written += n;
                     self.consume(n);
                 }
@@ -367,6 +360,46 @@ impl Conn {
             }
         }
         (FlushOutcome::Done, written)
+    }
+
+    /// One system call for the front of the queue. The iovec array lives on
+    /// the stack for the usual handful of frames; a burst that queued more
+    /// gets a heap array, still one call.
+    fn write_queued(&mut self, tracing: bool) -> io::Result<usize> {
+        const ON_STACK: usize = 16;
+        let chunked = self.chunked;
+        let n = if self.queue.len() == 1 {
+            let only = pending_bytes(&self.queue[0], chunked);
+            let n = self.stream.write(only)?;
+            if tracing {
+                trace::bytes(self.id, trace::Direction::Out, &only[..n]);
+            }
+            n
+        } else if self.queue.len() <= ON_STACK {
+            let mut slices = [IoSlice::new(&[]); ON_STACK];
+            for (slot, out) in slices.iter_mut().zip(self.queue.iter()) {
+                *slot = IoSlice::new(pending_bytes(out, chunked));
+            }
+            let slices = &slices[..self.queue.len()];
+            let n = self.stream.write_vectored(slices)?;
+            if tracing {
+                trace::slices(self.id, slices, n);
+            }
+            n
+        } else {
+            let slices: Vec<IoSlice<'_>> = self
+                .queue
+                .iter()
+                .take(MAX_IOVECS)
+                .map(|out| IoSlice::new(pending_bytes(out, chunked)))
+                .collect();
+            let n = self.stream.write_vectored(&slices)?;
+            if tracing {
+                trace::slices(self.id, &slices, n);
+            }
+            n
+        };
+        Ok(n)
     }
 
     /// Pops `n` written bytes off the front of the queue.
@@ -385,8 +418,10 @@ impl Conn {
                 n = 0;
             }
         }
-        if self.queue.is_empty() && self.queue.capacity() > 8 {
-            // A burst grew the queue; an idle connection should not keep it.
+        if self.queue.is_empty() {
+            // An idle subscriber holds no queue buffer at all: at tens of
+            // thousands of connections that is most of their memory, and a
+            // malloc per event costs nothing next to the write it goes with.
             self.queue = VecDeque::new();
         }
     }
@@ -396,6 +431,11 @@ impl Conn {
         let _ = self.stream.shutdown(Shutdown::Write);
         self.phase = Phase::Lingering;
     }
+}
+
+/// The part of a queued frame still to be written.
+fn pending_bytes(out: &Outgoing, chunked: bool) -> &[u8] {
+    &out.frame.wire(chunked)[out.sent..]
 }
 
 #[cfg(test)]
