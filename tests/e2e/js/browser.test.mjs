@@ -1,0 +1,190 @@
+// Headless Chromium (Debian's /usr/bin/chromium) driving the demo page at /.
+// The page uses the browser's own EventSource, so these tests check what a
+// real browser makes of ssed's bytes: connecting, named events, ids,
+// reconnecting by itself and replay through Last-Event-ID.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+import { E2E_DIR, WAIT_MS, headerOf, startCutProxy, startSsed, waitFor } from '../lib/harness.mjs';
+
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const ARTIFACTS = path.join(E2E_DIR, 'artifacts');
+
+let context;
+let userDataDir;
+
+before(async () => {
+  userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ssed-e2e-chromium-'));
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+    viewport: { width: 1100, height: 720 },
+    timeout: WAIT_MS,
+  });
+  context.setDefaultTimeout(WAIT_MS);
+});
+
+after(async () => {
+  if (context) await context.close();
+  if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
+});
+
+/** Texts of the .name/.id/.data spans of the row for event `name` with `id`. */
+async function row(page, name, id) {
+  const selector = id ? `#events li[data-event="${name}"][data-id="${id}"]` : `#events li[data-event="${name}"]`;
+  const li = page.locator(selector).first();
+  await li.waitFor({ state: 'attached' });
+  return {
+    name: await li.locator('.name').textContent(),
+    id: await li.locator('.id').textContent(),
+    data: await li.locator('.data').textContent(),
+  };
+}
+
+async function waitForState(page, wanted) {
+  await waitFor(`#state to read "${wanted}"`, async () => (await page.locator('#state').textContent()) === wanted);
+}
+
+describe('browser: the demo page', () => {
+  let ssed;
+  let page;
+
+  before(async () => {
+    ssed = await startSsed(['--tick', '0.2']);
+    page = await context.newPage();
+  });
+  after(async () => {
+    if (page) await page.close();
+    if (ssed) await ssed.stop();
+  });
+
+  test('connects and shows ticks', async () => {
+    await page.goto(`${ssed.base}/`);
+    await waitForState(page, 'connected');
+    const connected = await row(page, 'connected');
+    assert.match(connected.data, /^\{"client":\d+\}$/);
+    const tick = await row(page, 'tick');
+    assert.equal(tick.name, 'tick');
+    // Ticks carry no id, so the page shows a dash.
+    assert.equal(tick.id, '—');
+    assert.match(tick.data, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
+  });
+
+  test('shows an event published from outside, with its id', async () => {
+    const data = 'from outside: héllo 世界 🎉';
+    const { id, subscribers } = await ssed.publish(data, { topic: 'news' });
+    assert.ok(subscribers >= 1, `the page should be a subscriber, got ${subscribers}`);
+    const shown = await row(page, 'message', String(id));
+    assert.equal(shown.name, 'message');
+    assert.equal(shown.id, String(id));
+    assert.equal(shown.data, data);
+  });
+
+  test('its publish form works', async () => {
+    await page.fill('#pub-topic', 'news');
+    await page.fill('#pub-event', 'headline');
+    await page.fill('#pub-data', 'line one\nline two');
+    await page.click('#publish-button');
+    const result = await waitFor('#publish-result to report the id', async () => {
+      const text = await page.locator('#publish-result').textContent();
+      return /published id \d+/.test(text) && text;
+    });
+    const id = /published id (\d+)/.exec(result)[1];
+    assert.match(result, /to [1-9]\d* subscriber/);
+    const shown = await row(page, 'headline', id);
+    assert.deepEqual(shown, { name: 'headline', id, data: 'line one\nline two' });
+
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'demo-page.png'), fullPage: false });
+  });
+});
+
+describe('browser: reconnecting', () => {
+  test('after the stream is cut, EventSource comes back by itself and gets what it missed via Last-Event-ID', async (t) => {
+    const ssed = await startSsed(['--tick', '0', '--retry', '200']);
+    t.after(() => ssed.stop());
+    const proxy = await startCutProxy(ssed.port);
+    t.after(() => proxy.close());
+    const page = await context.newPage();
+    t.after(() => page.close());
+
+    // The page's origin is the proxy, so its EventSource goes through it.
+    await page.goto(`${proxy.base}/`);
+    await waitForState(page, 'connected');
+    const first = await ssed.publish('before the cut');
+    await row(page, 'message', String(first.id));
+
+    proxy.cut();
+    await waitForState(page, 'reconnecting');
+
+    // Published while the page is away: the server keeps running.
+    const missed = [];
+    for (const data of ['missed one', 'missed two\nwith a second line', 'missed three']) {
+      missed.push({ ...(await ssed.publish(data)), data });
+    }
+
+    // The browser's own reconnect, after `retry: 200`, carries the last id.
+    const [held] = await waitFor('the browser to reconnect', () => {
+      const held = proxy.held().filter((h) => h.text.includes('\r\n\r\n') && h.text.startsWith('GET /events'));
+      return held.length > 0 && held;
+    });
+    assert.equal(headerOf(held.text, 'Last-Event-ID'), String(first.id), `reconnect request:\n${held.text}`);
+    proxy.resume();
+
+    await waitForState(page, 'connected');
+    for (const event of missed) {
+      const shown = await row(page, 'message', String(event.id));
+      assert.equal(shown.data, event.data);
+    }
+    // Replay was complete, so no gap, and nothing was shown twice.
+    assert.equal(await page.locator('#events li[data-event="gap"]').count(), 0);
+    // (Rows for `connected` also carry that id: EventSource's lastEventId
+    // persists across events without an `id:` field, as the spec says.)
+    assert.equal(await page.locator(`#events li[data-event="message"][data-id="${first.id}"]`).count(), 1);
+    // And the live stream goes on after the replay.
+    const live = await ssed.publish('live again');
+    await row(page, 'message', String(live.id));
+  });
+
+  test('after a server restart on the same port, it reconnects and is told about the gap', async (t) => {
+    let ssed = await startSsed(['--tick', '0', '--retry', '200']);
+    const port = ssed.port;
+    t.after(() => ssed.stop());
+    const page = await context.newPage();
+    t.after(() => page.close());
+
+    await page.goto(`${ssed.base}/`);
+    await waitForState(page, 'connected');
+    const first = await ssed.publish('from the first process');
+    await row(page, 'message', String(first.id));
+
+    const status = await ssed.stop();
+    assert.equal(status.code, 0, `graceful shutdown should exit 0, got ${JSON.stringify(status)}`);
+    ssed = await startSsed(['--tick', '0', '--retry', '200'], { port });
+
+    // The history lived in the old process: the new one cannot vouch for
+    // what came after our id, so it says so with one `gap` event.
+    const gap = await row(page, 'gap');
+    const gapData = JSON.parse(gap.data);
+    assert.equal(gapData.last_event_id, String(first.id));
+    await waitForState(page, 'connected');
+    const next = await ssed.publish('from the second process');
+    assert.ok(next.id > first.id, `ids must keep increasing across restarts: ${first.id} then ${next.id}`);
+    await row(page, 'message', String(next.id));
+  });
+});
