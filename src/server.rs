@@ -145,6 +145,7 @@ impl Server {
         for (index, addr) in config.listen.iter().enumerate() {
             let std_listener = std::net::TcpListener::bind(addr)?;
             os::widen_backlog(&std_listener);
+            os::set_nodelay(&std_listener)?;
             std_listener.set_nonblocking(true)?;
             let mut listener = TcpListener::from_std(std_listener);
             poll.registry()
@@ -320,7 +321,6 @@ impl Server {
             self.counters.rejected += 1;
             return;
         }
-        let _ = stream.set_nodelay(true);
         let key = self.conns.vacant_key();
         let token = Token(key + FIRST_CONN);
         if let Err(e) =
