@@ -398,7 +398,7 @@ impl Server {
                     return;
                 }
                 ReadOutcome::Eof => {
-                    self.on_peer_closed(key, now);
+                    self.on_peer_closed(key);
                     return;
                 }
                 ReadOutcome::Error(e) => {
@@ -413,20 +413,20 @@ impl Server {
 
     /// The peer will send no more. A stream's subscriber has left; a
     /// request connection still gets the answers it asked for.
-    fn on_peer_closed(&mut self, key: usize, now: Instant) {
+    fn on_peer_closed(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         conn.peer_closed = true;
         conn.readable = false;
         match conn.phase {
-            Phase::Request(_) if conn.has_pending_output() && conn.is_idle() => {
+            // Answers already queued are still delivered; the half-done
+            // request behind them (if any) never will be.
+            Phase::Request(_) | Phase::Closing if conn.has_pending_output() => {
                 conn.phase = Phase::Closing;
             }
-            Phase::Closing if conn.has_pending_output() => {}
             _ => self.close(key, CloseReason::PeerClosed),
         }
-        let _ = now;
     }
 
     /// Answers every complete request in the connection's buffer, in order.

@@ -298,3 +298,13 @@ fn empty_data_is_still_an_event() {
     assert_eq!(event.id, Some(id.to_string()));
     assert_eq!(event.data, "");
 }
+
+#[test]
+fn a_half_closed_client_still_gets_its_complete_answers() {
+    let server = TestServer::start();
+    let mut client = Client::connect(server.addr);
+    client.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /sta");
+    client.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(client.read_response().text(), "ok\n");
+    assert!(client.closed_by_server());
+}
