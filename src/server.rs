@@ -290,14 +290,20 @@ impl Server {
                 return;
             };
             match listener.accept() {
-                Ok((stream, addr)) => self.admit(stream, addr, now),
+                Ok((stream, addr)) => {
+                    if self.fd_exhaustion_logged {
+                        info!("accepting again");
+                        self.fd_exhaustion_logged = false;
+                    }
+                    self.admit(stream, addr, now);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_fd_exhaustion(&e) => {
                     // The pending connections stay in the backlog; we try
                     // again after a pause, when a close may have freed a slot.
                     if !self.fd_exhaustion_logged {
-                        warn!("accept: {e}; pausing accepts (logged once per episode)");
+                        warn!("accept: {e}; serving open connections, retrying accepts every 100 ms");
                         self.fd_exhaustion_logged = true;
                     }
                     self.timers.pause_accepting(now + ACCEPT_BACKOFF);
@@ -768,7 +774,6 @@ impl Server {
             self.tick(now);
         }
         if self.timers.accept_resume_due(now) {
-            self.fd_exhaustion_logged = false;
             for index in 0..self.listeners.len() {
                 self.accept(index, now);
             }
