@@ -61,7 +61,7 @@ const STDIN_QUEUE: usize = 4096;
 /// signal handlers, start the `--stdin` reader, serve until a signal.
 pub fn run(config: Config) -> io::Result<()> {
     let limit = os::raise_file_limit()?;
-    let fd_budget = (limit.soft as usize).saturating_sub(server::FD_MARGIN).max(1);
+    let fd_budget = connection_budget(limit.soft);
     let max_conns = config.max_conns.unwrap_or(fd_budget);
     info!(
         "open-file limit: soft {} raised to {} (hard {}); --max-conns {}",
@@ -85,6 +85,14 @@ pub fn run(config: Config) -> io::Result<()> {
     server.run()?;
     info!("bye");
     Ok(())
+}
+
+/// Connections that fit in `soft` file descriptors: all but a margin for
+/// listeners, the poll instance, the signal pipe and standard streams (a
+/// quarter of a small limit, at most [`server::FD_MARGIN`]).
+pub fn connection_budget(soft: u64) -> usize {
+    let soft = usize::try_from(soft).unwrap_or(usize::MAX);
+    soft.saturating_sub(server::FD_MARGIN.min(soft / 4)).max(1)
 }
 
 /// A thread that reads standard input line by line and hands each line to
@@ -121,4 +129,18 @@ fn spawn_stdin_reader(waker: std::sync::Arc<mio::Waker>, max_line: usize) -> mps
         let _ = waker.wake();
     });
     receiver
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connection_budget;
+
+    #[test]
+    fn the_fd_margin_scales_down_for_small_limits() {
+        assert_eq!(connection_budget(20_000), 19_872);
+        assert_eq!(connection_budget(1024), 896);
+        assert_eq!(connection_budget(40), 30);
+        assert_eq!(connection_budget(1), 1);
+        assert_eq!(connection_budget(u64::MAX), usize::MAX - 128);
+    }
 }
