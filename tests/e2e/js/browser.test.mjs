@@ -188,3 +188,71 @@ describe('browser: reconnecting', () => {
     await row(page, 'message', String(next.id));
   });
 });
+
+describe('browser: publish token and cross-origin use', () => {
+  test('the publish form is refused without the token and accepted with it', async (t) => {
+    const ssed = await startSsed(['--tick', '0', '--publish-token', 'form-secret']);
+    t.after(() => ssed.stop());
+    const page = await context.newPage();
+    t.after(() => page.close());
+    await page.goto(`${ssed.base}/`);
+    await waitForState(page, 'connected');
+
+    await page.fill('#pub-event', 'secured');
+    await page.fill('#pub-data', 'needs a token');
+    await page.click('#publish-button');
+    await waitFor('the refusal', async () => /refused: 401/.test(await page.locator('#publish-result').textContent()));
+
+    await page.fill('#pub-token', 'form-secret');
+    await page.click('#publish-button');
+    const result = await waitFor('the id', async () => {
+      const text = await page.locator('#publish-result').textContent();
+      return /published id \d+/.test(text) && text;
+    });
+    const id = /published id (\d+)/.exec(result)[1];
+    const shown = await row(page, 'secured', id);
+    assert.equal(shown.data, 'needs a token');
+  });
+
+  test('a page on another origin subscribes with EventSource and publishes with a Bearer token (CORS preflight)', async (t) => {
+    const home = await startSsed(['--tick', '0']);
+    t.after(() => home.stop());
+    const other = await startSsed(['--tick', '0', '--publish-token', 'xo-secret']);
+    t.after(() => other.stop());
+    const page = await context.newPage();
+    t.after(() => page.close());
+    await page.goto(`${home.base}/`);
+
+    const outcome = await page.evaluate(
+      async ({ url, wait }) => {
+        let published;
+        const got = await new Promise((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error('no cross-origin event')), wait);
+          const es = new EventSource(`${url}/events?topic=xo`);
+          es.addEventListener('note', (e) => {
+            clearTimeout(timer);
+            es.close();
+            resolve({ data: e.data, lastEventId: e.lastEventId, origin: e.origin });
+          });
+          es.onopen = () => {
+            published = (async () => {
+              const refused = await fetch(`${url}/publish?topic=xo&event=note`, { method: 'POST', body: 'no token' });
+              const accepted = await fetch(`${url}/publish?topic=xo&event=note`, {
+                method: 'POST',
+                headers: { Authorization: 'Bearer xo-secret', 'Content-Type': 'text/plain; charset=utf-8' },
+                body: 'cross-origin ✓',
+              });
+              return [refused.status, accepted.status, await accepted.json()];
+            })();
+          };
+        });
+        return { got, statuses: await published };
+      },
+      { url: other.base, wait: WAIT_MS },
+    );
+    assert.deepEqual(outcome.statuses.slice(0, 2), [401, 200]);
+    assert.equal(outcome.got.data, 'cross-origin ✓');
+    assert.equal(outcome.got.lastEventId, String(outcome.statuses[2].id));
+    assert.equal(outcome.got.origin, other.base);
+  });
+});

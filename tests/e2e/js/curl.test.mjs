@@ -132,3 +132,21 @@ describe('curl', () => {
     assert.ok(answer.id > 0);
   });
 });
+
+test('SIGTERM: curl -N sees a spread-out retry: and the stream end, and ssed exits 0', async (t) => {
+  const ssed = await startSsed(['--tick', '0', '--retry', '200']);
+  t.after(() => ssed.stop());
+  const streams = [0, 1, 2].map(() => shStream(`curl -sN http://127.0.0.1:${ssed.port}/events`));
+  t.after(() => Promise.all(streams.map((s) => s.stop())));
+  for (const stream of streams) await stream.wait('connected', (out) => out.includes('event: connected\n'));
+  const status = await ssed.stop();
+  assert.deepEqual(status, { code: 0, signal: null });
+  for (const stream of streams) {
+    const code = await stream.exited;
+    assert.equal(code, 0, `curl should see a clean end of stream: ${stream.err()}`);
+    const match = /\n\nretry: (\d+)\n\n$/.exec(stream.out());
+    assert.ok(match, `the stream should end with a retry: line: ${JSON.stringify(stream.out())}`);
+    const retry = Number(match[1]);
+    assert.ok(retry >= 200 && retry <= 200 + 5 * 200, `shutdown retry ${retry} outside [200, 1200]`);
+  }
+});
