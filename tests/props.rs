@@ -1,0 +1,367 @@
+//! Property tests: arbitrary bytes, split at arbitrary points, through the
+//! sans-IO request path and through a live server.
+//!
+//! - The request path ([`parse_head`], [`ChunkedDecoder`], and
+//!   [`Conn::absorb`] / [`Conn::next_request`] that tie them together) never
+//!   panics, and where the input is split does not change what comes out:
+//!   TCP may deliver the same bytes in any segments.
+//! - A live server fed the same kind of input never panics, answers or
+//!   closes every such connection within a deadline, and keeps serving a
+//!   bystander.
+//!
+//! Inputs are drawn half from raw bytes and half from pieces of HTTP, so
+//! that cases get past the request line often enough to reach the header,
+//! length and chunked-body code.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream as StdStream};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use proptest::prelude::*;
+use proptest::test_runner::{Config as RunConfig, TestCaseError, TestRunner};
+
+use common::*;
+use ssed::conn::Conn;
+use ssed::http::chunked::{ChunkError, ChunkedDecoder};
+use ssed::http::request::parse_head;
+use ssed::http::{Rejection, Request};
+
+/// Pieces of HTTP/1.1 that random concatenation turns into near-requests.
+const FRAGMENTS: &[&[u8]] = &[
+    b"GET ",
+    b"POST ",
+    b"HEAD ",
+    b"OPTIONS ",
+    b"/",
+    b"/events",
+    b"/publish?topic=a",
+    b"/broadcast?msg=x",
+    b"/healthz",
+    b"/stats",
+    b"*",
+    b" HTTP/1.1",
+    b" HTTP/1.0",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b"\r\n\r\n",
+    b"Host: t\r\n",
+    b"Content-Length: ",
+    b"Transfer-Encoding: chunked\r\n",
+    b"Connection: close\r\n",
+    b"Expect: 100-continue\r\n",
+    b"Last-Event-ID: 1\r\n",
+    b"0",
+    b"5",
+    b"ff",
+    b"18446744073709551616",
+    b"-1",
+    b";ext=1",
+    b"hello",
+    b": ",
+    b"\0",
+    b"\x7f",
+    b"\xff",
+];
+
+/// Bytes that look a little, a lot, or not at all like HTTP.
+fn input() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        prop::sample::select(FRAGMENTS).prop_map(|f| f.to_vec()),
+        prop::collection::vec(any::<u8>(), 1..8),
+    ];
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..600),
+        prop::collection::vec(piece, 0..48).prop_map(|pieces| pieces.concat()),
+    ]
+}
+
+/// Input and the points to split it at (as fractions, sorted later).
+fn split_input() -> impl Strategy<Value = (Vec<u8>, Vec<prop::sample::Index>)> {
+    (
+        input(),
+        prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+    )
+}
+
+/// The case count: `default`, kept small so `cargo test` stays fast, or
+/// `PROPTEST_CASES` for a longer hunt (`PROPTEST_CASES=100000 cargo test
+/// --release --test props`).
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Cuts `bytes` at the given points into consecutive pieces.
+fn cut<'a>(bytes: &'a [u8], points: &[prop::sample::Index]) -> Vec<&'a [u8]> {
+    let mut at: Vec<usize> = points.iter().map(|i| i.index(bytes.len() + 1)).collect();
+    at.sort_unstable();
+    at.dedup();
+    let mut pieces = Vec::new();
+    let mut from = 0;
+    for point in at {
+        pieces.push(&bytes[from..point]);
+        from = point;
+    }
+    pieces.push(&bytes[from..]);
+    pieces
+}
+
+// ----- (a) the sans-IO request path ----------------------------------------------
+
+/// What the chunked decoder made of a whole input.
+#[derive(Debug, PartialEq)]
+struct Decoded {
+    body: Vec<u8>,
+    consumed: usize,
+    done: bool,
+    error: Option<ChunkError>,
+}
+
+fn decode_in_pieces(pieces: &[&[u8]], max_body: usize) -> Decoded {
+    let mut decoder = ChunkedDecoder::new();
+    let mut body = Vec::new();
+    let mut consumed = 0;
+    // Like the server, keep what the decoder did not use and offer it again
+    // with the next piece.
+    let mut pending: Vec<u8> = Vec::new();
+    for piece in pieces {
+        pending.extend_from_slice(piece);
+        match decoder.decode(&pending, &mut body, max_body) {
+            Ok(used) => {
+                assert!(used <= pending.len());
+                consumed += used;
+                pending.drain(..used);
+                if decoder.is_done() {
+                    break;
+                }
+            }
+            Err(error) => {
+                return Decoded {
+                    body,
+                    consumed,
+                    done: false,
+                    error: Some(error),
+                }
+            }
+        }
+        assert!(body.len() <= max_body, "body grew past the limit");
+    }
+    Decoded {
+        done: decoder.is_done(),
+        body,
+        consumed,
+        error: None,
+    }
+}
+
+/// What a connection made of its input: the requests, then the refusal (if
+/// any) that would close it.
+#[derive(Debug, PartialEq)]
+struct Served {
+    requests: Vec<Request>,
+    refusal: Option<Rejection>,
+}
+
+fn conn_pair() -> (Conn, StdStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = StdStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    server.set_nonblocking(true).unwrap();
+    (Conn::new(TcpStream::from_std(server), 1, Instant::now()), client)
+}
+
+/// Feeds pieces as reads would, serving after each one as the server does.
+fn serve_in_pieces(conn: &mut Conn, pieces: &[&[u8]], max_body: usize) -> Served {
+    let mut requests = Vec::new();
+    for piece in pieces {
+        conn.absorb(piece);
+        loop {
+            match conn.next_request(max_body) {
+                Ok(Some(request)) => {
+                    assert!(request.body.len() <= max_body);
+                    requests.push(request);
+                }
+                Ok(None) => break,
+                Err(refusal) => {
+                    return Served {
+                        requests,
+                        refusal: Some(refusal),
+                    }
+                }
+            }
+        }
+        conn.compact();
+    }
+    Served {
+        requests,
+        refusal: None,
+    }
+}
+
+proptest! {
+    #![proptest_config(RunConfig { cases: cases(384), failure_persistence: None, ..RunConfig::default() })]
+
+    #[test]
+    fn parse_head_never_panics_and_reads_its_own_prefix(bytes in input()) {
+        if let Ok(Some((request, used))) = parse_head(&bytes) {
+            prop_assert!(used <= bytes.len());
+            // The head alone parses to the same request: nothing after it
+            // was looked at.
+            let again = parse_head(&bytes[..used]);
+            prop_assert_eq!(again, Ok(Some((request, used))));
+        }
+    }
+
+    #[test]
+    fn chunked_decoding_does_not_depend_on_the_split((bytes, points) in split_input(), max_body in 0usize..2048) {
+        let whole = decode_in_pieces(&[&bytes], max_body);
+        let split = decode_in_pieces(&cut(&bytes, &points), max_body);
+        prop_assert_eq!(&split.error, &whole.error);
+        if whole.error.is_none() {
+            prop_assert_eq!(split, whole);
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_survive_any_split(chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..64), 0..8),
+                                       points in prop::collection::vec(any::<prop::sample::Index>(), 0..12)) {
+        let mut wire = Vec::new();
+        for chunk in &chunks {
+            wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            wire.extend_from_slice(chunk);
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b"0\r\nTrailer: x\r\n\r\nGET / HTTP/1.1\r\n\r\n");
+        let decoded = decode_in_pieces(&cut(&wire, &points), 4096);
+        prop_assert_eq!(decoded.error, None);
+        prop_assert!(decoded.done);
+        prop_assert_eq!(decoded.body, chunks.concat());
+        prop_assert_eq!(&wire[decoded.consumed..], b"GET / HTTP/1.1\r\n\r\n");
+    }
+}
+
+proptest! {
+    // Each case makes a socket pair for its two connections: fewer cases.
+    #![proptest_config(RunConfig { cases: cases(128), failure_persistence: None, ..RunConfig::default() })]
+
+    #[test]
+    fn a_connection_serves_the_same_whatever_the_split((bytes, points) in split_input(), max_body in 0usize..1024) {
+        let (mut whole_conn, _a) = conn_pair();
+        let (mut split_conn, _b) = conn_pair();
+        let whole = serve_in_pieces(&mut whole_conn, &[&bytes], max_body);
+        let split = serve_in_pieces(&mut split_conn, &cut(&bytes, &points), max_body);
+        prop_assert_eq!(split, whole);
+    }
+}
+
+// ----- (b) a live server ---------------------------------------------------------
+
+/// Sends the pieces as separate writes, half-closing in some cases, and
+/// waits (bounded) for an answer or a close.
+fn poke(
+    addr: std::net::SocketAddr,
+    pieces: &[&[u8]],
+    half_close: bool,
+    deadline: Duration,
+) -> Result<(), TestCaseError> {
+    let mut stream = StdStream::connect(addr).map_err(|e| TestCaseError::fail(format!("connect: {e}")))?;
+    stream.set_nodelay(true).unwrap();
+    for piece in pieces {
+        if stream.write_all(piece).is_err() {
+            // Refused and closed already: that is an answer.
+            return Ok(());
+        }
+    }
+    if half_close {
+        let _ = stream.shutdown(Shutdown::Write);
+    }
+    let until = Instant::now() + deadline;
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            // Still open: only an answered request (a stream, or a
+            // keep-alive connection) may stay open.
+            if answer.starts_with(b"HTTP/1.1 ") {
+                return Ok(());
+            }
+            return Err(TestCaseError::fail(format!(
+                "no answer and no close within {deadline:?}: got {:?}",
+                String::from_utf8_lossy(&answer)
+            )));
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return Ok(()),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => return Err(TestCaseError::fail(format!("read: {e}"))),
+        }
+    }
+}
+
+#[test]
+fn a_live_server_answers_or_closes_whatever_it_is_sent() {
+    let timeout = Duration::from_millis(150);
+    let mut config = test_config();
+    config.header_timeout = timeout;
+    config.max_body = 1024;
+    let server = TestServer::start_with(config, 1000);
+    let mut bystander = Subscriber::open(server.addr, "/events?topic=bystander", "");
+    bystander.connected();
+    let mut runner = TestRunner::new(RunConfig {
+        cases: cases(48),
+        failure_persistence: None,
+        ..RunConfig::default()
+    });
+    let addr = server.addr;
+    let strategy = (split_input(), any::<bool>());
+    runner
+        .run(&strategy, |((bytes, points), half_close)| {
+            poke(
+                addr,
+                &cut(&bytes, &points),
+                half_close,
+                timeout + Duration::from_secs(2),
+            )
+        })
+        .unwrap();
+    // The server is alive and the bystander still served.
+    let id = server.publish("bystander", "still here");
+    let event = bystander.next_event();
+    assert_eq!(event.data, "still here");
+    assert_eq!(event.id, Some(id.to_string()));
+    assert_eq!(server.get("/healthz").status, 200);
+}
+
+/// The same long request, in one read or in two: the status must not
+/// depend on where TCP cut it.
+#[test]
+#[ignore = "server bug: a 20 KiB target gets 431 when the head arrives whole, 414 when cut before its end"]
+fn an_oversize_request_gets_one_status_however_it_arrives() {
+    let long_target = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(20 * 1024));
+    let long_header = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20 * 1024));
+    for text in [long_target, long_header] {
+        let bytes = text.as_bytes();
+        let (mut whole_conn, _a) = conn_pair();
+        let whole = serve_in_pieces(&mut whole_conn, &[bytes], 1024);
+        for at in [1, 100, 8 * 1024, 16 * 1024 + 1, 17 * 1024, bytes.len() - 2] {
+            let (mut split_conn, _b) = conn_pair();
+            let split = serve_in_pieces(&mut split_conn, &[&bytes[..at], &bytes[at..]], 1024);
+            assert_eq!(
+                split.refusal.as_ref().map(Rejection::status),
+                whole.refusal.as_ref().map(Rejection::status),
+                "{}... split at {at}",
+                &text[..20]
+            );
+        }
+    }
+}
