@@ -11,6 +11,7 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 
 import { E2E_DIR, WAIT_MS, headerOf, startCutProxy, startSsed, waitFor } from '../lib/harness.mjs';
+import { startNginx } from '../lib/nginx.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const ARTIFACTS = path.join(E2E_DIR, 'artifacts');
@@ -254,5 +255,32 @@ describe('browser: publish token and cross-origin use', () => {
     assert.equal(outcome.got.data, 'cross-origin ✓');
     assert.equal(outcome.got.lastEventId, String(outcome.statuses[2].id));
     assert.equal(outcome.got.origin, other.base);
+  });
+});
+
+describe('browser: through nginx (deploy/nginx.conf)', () => {
+  test('the demo page, its stream and its publish form work through the proxy', async (t) => {
+    const ssed = await startSsed(['--tick', '0.2']);
+    t.after(() => ssed.stop());
+    const nginx = await startNginx(ssed.port);
+    t.after(() => nginx.stop());
+    const page = await context.newPage();
+    t.after(() => page.close());
+
+    const response = await page.goto(`${nginx.base}/`);
+    assert.equal(response.status(), 200);
+    await waitForState(page, 'connected');
+    await row(page, 'tick');
+    await page.fill('#pub-topic', 'proxied');
+    await page.fill('#pub-event', 'via-nginx');
+    await page.fill('#pub-data', 'through nginx ✓');
+    await page.click('#publish-button');
+    const result = await waitFor('#publish-result to report the id', async () => {
+      const text = await page.locator('#publish-result').textContent();
+      return /published id \d+/.test(text) && text;
+    });
+    const id = /published id (\d+)/.exec(result)[1];
+    const shown = await row(page, 'via-nginx', id);
+    assert.equal(shown.data, 'through nginx ✓');
   });
 });

@@ -6,129 +6,16 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { promisify } from 'node:util';
 import { EventSource } from 'eventsource';
 
-import { E2E_DIR, REPO_DIR, WAIT_MS, startSsed, waitFor, withTimeout } from '../lib/harness.mjs';
+import { E2E_DIR, WAIT_MS, startSsed, waitFor, withTimeout } from '../lib/harness.mjs';
+import { SHIPPED, startNginx } from '../lib/nginx.mjs';
 
-const exec = promisify(execFile);
-const NGINX = process.env.NGINX_PATH || '/usr/sbin/nginx';
-const SHIPPED = path.join(REPO_DIR, 'deploy', 'nginx.conf');
 const ARTIFACTS = path.join(E2E_DIR, 'artifacts');
 const LATENCY_EVENTS = 20;
-
-async function freePort() {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-/** The shipped site config with only `listen` and the upstream address changed. */
-function siteConfig(shipped, listenPort, upstreamPort, extra = '') {
-  let listens = 0;
-  let upstreams = 0;
-  let text = shipped.replace(/^(\s*)listen\s+80;/m, (_, indent) => {
-    listens += 1;
-    return `${indent}listen 127.0.0.1:${listenPort};`;
-  });
-  text = text.replace(/^(\s*)server\s+127\.0\.0\.1:8080;/m, (_, indent) => {
-    upstreams += 1;
-    return `${indent}server 127.0.0.1:${upstreamPort};`;
-  });
-  assert.equal(listens, 1, 'deploy/nginx.conf should have one `listen 80;` line');
-  assert.equal(upstreams, 1, 'deploy/nginx.conf should have one `server 127.0.0.1:8080;` upstream line');
-  if (extra) text = text.replace(/^(\s*)location = \/events \{/m, `$1location = /events {\n$1    ${extra}`);
-  return text;
-}
-
-/** Runs nginx in the foreground from a temporary prefix; resolves once it answers. */
-async function startNginx(upstreamPort, { extra = '' } = {}) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ssed-e2e-nginx-'));
-  const shipped = fs.readFileSync(SHIPPED, 'utf8');
-  let lastError;
-  for (let attempt = 0; attempt < 3; attempt += 1) {
-    const port = await freePort();
-    fs.writeFileSync(path.join(dir, 'ssed.conf'), siteConfig(shipped, port, upstreamPort, extra));
-    const asRoot = process.getuid && process.getuid() === 0;
-    fs.writeFileSync(
-      path.join(dir, 'nginx.conf'),
-      [
-        'daemon off;',
-        'master_process on;',
-        'worker_processes 1;',
-        asRoot ? 'user root root;' : '',
-        `pid ${dir}/nginx.pid;`,
-        `error_log ${dir}/error.log info;`,
-        'events { worker_connections 512; }',
-        'http {',
-        `    access_log ${dir}/access.log;`,
-        `    client_body_temp_path ${dir}/client_body;`,
-        `    proxy_temp_path ${dir}/proxy;`,
-        `    fastcgi_temp_path ${dir}/fastcgi;`,
-        `    uwsgi_temp_path ${dir}/uwsgi;`,
-        `    scgi_temp_path ${dir}/scgi;`,
-        `    include ${dir}/ssed.conf;`,
-        '}',
-        '',
-      ].join('\n'),
-    );
-    const args = ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', path.join(dir, 'error.log')];
-    await exec(NGINX, [...args, '-t', '-q'], { timeout: WAIT_MS });
-    const child = spawn(NGINX, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-    });
-    let exitCode = null;
-    const exited = new Promise((resolve) =>
-      child.on('exit', (code, signal) => {
-        exitCode = code ?? signal;
-        resolve(exitCode);
-      }),
-    );
-    process.on('exit', () => child.kill('SIGKILL'));
-    const base = `http://127.0.0.1:${port}`;
-    try {
-      await waitFor('nginx to answer /healthz', async () => {
-        if (exitCode !== null) throw new Error(`nginx exited (${exitCode}): ${stderr}`);
-        const response = await fetch(`${base}/healthz`);
-        return response.ok;
-      });
-    } catch (err) {
-      lastError = err;
-      child.kill('SIGKILL');
-      await exited;
-      const log = fs.existsSync(path.join(dir, 'error.log')) ? fs.readFileSync(path.join(dir, 'error.log'), 'utf8') : '';
-      if (/Address already in use/.test(log + stderr)) continue; // lost the port race; try another
-      throw new Error(`${err.message}\nerror.log:\n${log}`);
-    }
-    return {
-      base,
-      port,
-      dir,
-      errorLog: () => fs.readFileSync(path.join(dir, 'error.log'), 'utf8'),
-      async stop() {
-        if (exitCode === null) {
-          // Fast shutdown: a graceful one (SIGQUIT) would wait for streams,
-          // which never end by themselves.
-          child.kill('SIGTERM');
-          await withTimeout(exited, WAIT_MS, 'nginx to exit');
-        }
-        fs.rmSync(dir, { recursive: true, force: true });
-      },
-    };
-  }
-  throw lastError;
-}
 
 function quantile(sorted, q) {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
@@ -250,5 +137,62 @@ describe('nginx in front of ssed (deploy/nginx.conf)', () => {
     assert.equal(response.status, 200);
     const body = await response.json();
     assert.ok(body.id > 0 && typeof body.subscribers === 'number', JSON.stringify(body));
+  });
+});
+
+describe('nginx: quiet streams and bursts', () => {
+  let ssed;
+  let nginx;
+  before(async () => {
+    ssed = await startSsed(['--tick', '0', '--heartbeat', '0.3']);
+    nginx = await startNginx(ssed.port);
+  });
+  after(async () => {
+    if (nginx) await nginx.stop();
+    if (ssed) await ssed.stop();
+  });
+
+  test('the heartbeat comment reaches the client through nginx', async () => {
+    const controller = new AbortController();
+    const response = await fetch(`${nginx.base}/events`, { signal: controller.signal });
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    try {
+      await withTimeout(
+        (async () => {
+          while (!text.includes('\n: ping\n')) {
+            const { value, done } = await reader.read();
+            if (done) throw new Error(`stream ended: ${JSON.stringify(text)}`);
+            text += decoder.decode(value, { stream: true });
+          }
+        })(),
+        WAIT_MS,
+        'a heartbeat through nginx',
+      );
+    } finally {
+      controller.abort();
+    }
+  });
+
+  test('a burst of 500 concurrent publishes all arrive, once each, in id order', async (t) => {
+    const es = new EventSource(`${nginx.base}/events?topic=burst`);
+    t.after(() => es.close());
+    const got = [];
+    es.addEventListener('message', (e) => got.push([Number(e.lastEventId), e.data]));
+    await waitFor('subscribed', async () => (await ssed.stats()).subscribers >= 1);
+    const answers = [];
+    for (let batch = 0; batch < 10; batch += 1) {
+      answers.push(
+        ...(await Promise.all(
+          Array.from({ length: 50 }, (_, i) => ssed.publish(`burst ${batch * 50 + i}`, { topic: 'burst' })),
+        )),
+      );
+    }
+    await waitFor('all 500 events', () => got.length >= 500);
+    const ids = got.map(([id]) => id);
+    assert.deepEqual(ids, [...ids].sort((a, b) => a - b), 'in id order');
+    assert.equal(new Set(ids).size, 500, 'no duplicates');
+    assert.deepEqual(new Set(ids), new Set(answers.map((a) => a.id)), 'exactly the published ids');
   });
 });
