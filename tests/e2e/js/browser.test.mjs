@@ -284,3 +284,46 @@ describe('browser: through nginx (deploy/nginx.conf)', () => {
     assert.equal(shown.data, 'through nginx ✓');
   });
 });
+
+describe('browser: six connections per origin over HTTP/1.1', () => {
+  test('a seventh EventSource waits for a free connection; one stream with several topics does not', async (t) => {
+    const ssed = await startSsed(['--tick', '0']);
+    t.after(() => ssed.stop());
+    const page = await context.newPage();
+    t.after(() => page.close());
+    await page.goto(`${ssed.base}/healthz`); // same origin, no stream of its own
+
+    await page.evaluate((n) => {
+      window.sources = Array.from({ length: n }, (_, i) => new EventSource(`/events?topic=t${i}`));
+    }, 7);
+    await waitFor('six streams open', () =>
+      page.evaluate(() => window.sources.filter((s) => s.readyState === EventSource.OPEN).length === 6),
+    );
+    const states = await page.evaluate(() => window.sources.map((s) => s.readyState));
+    assert.equal(states.filter((s) => s === 0).length, 1, `one stream still connecting: ${states}`);
+    assert.equal((await ssed.stats()).subscribers, 6, 'the server never saw the seventh request');
+
+    // Closing one lets the seventh through.
+    await page.evaluate(() => window.sources.find((s) => s.readyState === EventSource.OPEN).close());
+    await waitFor('the seventh stream to open', () =>
+      page.evaluate(() => window.sources.filter((s) => s.readyState === EventSource.OPEN).length === 6),
+    );
+    await page.evaluate(() => window.sources.forEach((s) => s.close()));
+
+    // The way to live with it: one stream, several topics.
+    await page.evaluate(async () => {
+      window.gotMulti = [];
+      const es = new EventSource('/events?topic=t1,t2,t3');
+      es.onmessage = (e) => window.gotMulti.push(e.data);
+      await new Promise((resolve) => {
+        es.onopen = resolve;
+      });
+    });
+    for (const topic of ['t1', 't2', 't3', 't4']) await ssed.publish(`to ${topic}`, { topic });
+    await ssed.publish('to t3 again', { topic: 't3' });
+    await waitFor('the multi-topic stream to get its events', () =>
+      page.evaluate((n) => window.gotMulti.length >= n, 4),
+    );
+    assert.deepEqual(await page.evaluate(() => window.gotMulti), ['to t1', 'to t2', 'to t3', 'to t3 again']);
+  });
+});
