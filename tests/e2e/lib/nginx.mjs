@@ -26,7 +26,7 @@ async function freePort() {
 }
 
 /** The shipped site config with only `listen` and the upstream address changed. */
-export function siteConfig(shipped, listenPort, upstreamPort, extra = '') {
+export function siteConfig(shipped, listenPort, upstreamPort) {
   let listens = 0;
   let upstreams = 0;
   let text = shipped.replace(/^(\s*)listen\s+80;/m, (_, indent) => {
@@ -39,18 +39,17 @@ export function siteConfig(shipped, listenPort, upstreamPort, extra = '') {
   });
   assert.equal(listens, 1, 'deploy/nginx.conf should have one `listen 80;` line');
   assert.equal(upstreams, 1, 'deploy/nginx.conf should have one `server 127.0.0.1:8080;` upstream line');
-  if (extra) text = text.replace(/^(\s*)location = \/events \{/m, `$1location = /events {\n$1    ${extra}`);
   return text;
 }
 
 /** Runs nginx in the foreground from a temporary prefix; resolves once it answers. */
-export async function startNginx(upstreamPort, { extra = '' } = {}) {
+export async function startNginx(upstreamPort) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ssed-e2e-nginx-'));
   const shipped = fs.readFileSync(SHIPPED, 'utf8');
   let lastError;
   for (let attempt = 0; attempt < 3; attempt += 1) {
     const port = await freePort();
-    fs.writeFileSync(path.join(dir, 'ssed.conf'), siteConfig(shipped, port, upstreamPort, extra));
+    fs.writeFileSync(path.join(dir, 'ssed.conf'), siteConfig(shipped, port, upstreamPort));
     const asRoot = process.getuid && process.getuid() === 0;
     fs.writeFileSync(
       path.join(dir, 'nginx.conf'),
