@@ -57,6 +57,18 @@ class Reader:
     def named(self, name):
         return [e for e in list(self.events) if e.event == name]
 
+    def published(self):
+        """Published events, once each. httpx-sse 0.4.3 also yields the
+        `retry:` block, and every `: ping` heartbeat after an id was seen, as
+        a nameless event with empty data (repeating the last id); skip them."""
+        seen = set()
+        out = []
+        for e in list(self.events):
+            if e.id and e.id not in seen and e.event not in ("connected", "tick", "gap"):
+                seen.add(e.id)
+                out.append(e)
+        return out
+
     def last_id(self):
         ids = [e.id for e in list(self.events) if e.id]
         return ids[-1] if ids else None
@@ -167,7 +179,7 @@ def test_reconnect_with_last_event_id_header_replays_what_was_missed(ssed, reade
     second.find("the last missed event", lambda e: e.id == str(missed[-1]["id"]))
     live = ssed.publish("order 5", topic="orders", event="order")
     second.find("the live event", lambda e: e.id == str(live["id"]))
-    orders = [(e.id, e.data) for e in second.named("order")]
+    orders = [(e.id, e.data) for e in second.published()]
     assert orders == [(str(m["id"]), f"order {n}") for m, n in zip(missed, (2, 3, 4))] + [
         (str(live["id"]), "order 5")
     ]
@@ -215,8 +227,7 @@ def test_topic_filters(ssed, readers, query):
     ssed.publish("to default")
     last = ssed.publish("to beta", topic="beta")
     reader.find("the beta event", lambda e: e.id == str(last["id"]))
-    data = [e.data for e in reader.events if e.id]
-    assert data == ["to alpha", "to beta"]
+    assert [e.data for e in reader.published()] == ["to alpha", "to beta"]
 
 
 def test_every_topic_without_a_filter_and_ticks_as_a_topic(ssed_factory, readers):
@@ -227,8 +238,7 @@ def test_every_topic_without_a_filter_and_ticks_as_a_topic(ssed_factory, readers
     b = server.publish("two")
     everything.find("b", lambda e: e.id == str(b["id"]))
     everything.find("a tick", lambda e: e.event == "tick")
-    # (httpx-sse also yields the `retry:` block as an empty "message": skip it.)
-    assert [e.data for e in everything.named("message") if e.retry is None] == ["one", "two"]
+    assert [e.data for e in everything.published()] == ["one", "two"]
     ticks_only.find("two ticks", lambda e: len(ticks_only.named("tick")) >= 2)
     assert not any(e.id for e in ticks_only.events), "ticks carry no id"
     assert a["subscribers"] == 1, "the tick-only stream is not a subscriber of alpha"
@@ -244,4 +254,14 @@ def test_topic_filter_passed_as_params_is_percent_encoded(ssed, readers):
     ssed.publish("x", topic="other")
     last = ssed.publish("a", topic="alerts")
     reader.find("the alerts event", lambda e: e.id == str(last["id"]))
-    assert [e.data for e in reader.named("message") if e.retry is None] == ["n", "a"]
+    assert [e.data for e in reader.published()] == ["n", "a"]
+
+
+def test_heartbeat_arrives_and_changes_nothing(ssed_factory, readers):
+    server = ssed_factory("--tick", "0", "--heartbeat", "0.2")
+    reader = readers(f"{server.base}/events")
+    sent = server.publish("only one")
+    reader.find("the event", lambda e: e.id == str(sent["id"]))
+    # Each `: ping` surfaces in httpx-sse as an empty event repeating the id.
+    reader.find("two heartbeats", lambda e: sum(1 for x in reader.events if x.id and x.data == "") >= 2)
+    assert [e.data for e in reader.published()] == ["only one"]
