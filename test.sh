@@ -21,6 +21,10 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 step "cargo test"
 cargo test
 
+step "soak: 20 s of publishers, subscribers and garbage at once (tools/soak)"
+cargo build --quiet --bin ssed
+cargo run --quiet -p ssed-soak -- --bin target/debug/ssed --duration 20
+
 if [ -x tests/e2e/run.sh ]; then
   step "end-to-end tests (tests/e2e/run.sh)"
   tests/e2e/run.sh

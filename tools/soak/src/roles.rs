@@ -1,0 +1,538 @@
+//! The soak's clients, each on its own thread with blocking sockets:
+//! publishers, steady and reconnecting subscribers, slow subscribers and
+//! garbage senders. Each returns a report when the load stops.
+
+use std::collections::BTreeMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::http::{self, Got, Item, Stream};
+use crate::Options;
+
+/// How long subscribers get, after the last publish, to catch up.
+const CATCH_UP: Duration = Duration::from_secs(30);
+
+/// xorshift64*: enough randomness for load, seeded for reproducibility.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// In `low..high`.
+    pub fn range(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next() % (high - low).max(1)
+    }
+}
+
+/// What every role shares: the options, the stop flag, what was published.
+pub struct Shared {
+    pub options: Options,
+    stop: AtomicBool,
+    /// Ids answered `200`, per topic (in arrival order; sorted at the end).
+    published: Mutex<Vec<Vec<u64>>>,
+    /// Set once publishing is over: the last id per topic, and the time by
+    /// which subscribers must have caught up.
+    finish: Mutex<Option<(Vec<Option<u64>>, Instant)>>,
+    ready: Mutex<usize>,
+    ready_cv: Condvar,
+}
+
+impl Shared {
+    pub fn new(options: &Options) -> Shared {
+        Shared {
+            options: options.clone(),
+            stop: AtomicBool::new(false),
+            published: Mutex::new(vec![Vec::new(); options.topics]),
+            finish: Mutex::new(None),
+            ready: Mutex::new(0),
+            ready_cv: Condvar::new(),
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    pub fn stop_load(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    fn mark_ready(&self) {
+        *self.ready.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.ready_cv.notify_all();
+    }
+
+    /// Waits until `n` subscribers have their `connected` event.
+    pub fn wait_ready(&self, n: usize, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
+        while *ready < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "only {} of {n} subscribers connected in {timeout:?}",
+                    *ready
+                ));
+            }
+            ready = self
+                .ready_cv
+                .wait_timeout(ready, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        Ok(())
+    }
+
+    fn record(&self, topic: usize, id: u64) {
+        self.published.lock().unwrap_or_else(|e| e.into_inner())[topic].push(id);
+    }
+
+    pub fn published_by_topic(&self) -> Vec<Vec<u64>> {
+        let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for ids in &mut published {
+            ids.sort_unstable();
+        }
+        published
+    }
+
+    pub fn finish_publishing(&self) {
+        let last = self
+            .published_by_topic()
+            .iter()
+            .map(|ids| ids.last().copied())
+            .collect();
+        *self.finish.lock().unwrap_or_else(|e| e.into_inner()) = Some((last, Instant::now() + CATCH_UP));
+    }
+
+    /// `None` while publishing; then whether a subscriber of `topics` that
+    /// has seen up to `last` is done, or out of time.
+    fn finished(&self, topics: &[usize], last: Option<u64>) -> Option<Result<bool, ()>> {
+        let finish = self.finish.lock().unwrap_or_else(|e| e.into_inner());
+        let (last_ids, deadline) = finish.as_ref()?;
+        let target = topics
+            .iter()
+            .filter_map(|&t| last_ids.get(t).copied().flatten())
+            .max();
+        let done = match target {
+            None => true,
+            Some(target) => last.is_some_and(|l| l >= target),
+        };
+        if !done && Instant::now() > *deadline {
+            return Some(Err(()));
+        }
+        Some(Ok(done))
+    }
+}
+
+/// Every published id on any of `topics`, in order.
+pub fn owed(published: &[Vec<u64>], topics: &[usize]) -> Vec<u64> {
+    let mut ids: Vec<u64> = topics
+        .iter()
+        .flat_map(|&t| published[t].iter().copied())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+// ----- publishers ----------------------------------------------------------------
+
+pub struct PublisherReport {
+    pub errors: u64,
+}
+
+pub fn spawn_publisher(shared: Arc<Shared>, addr: SocketAddr, index: usize) -> JoinHandle<PublisherReport> {
+    thread::spawn(move || {
+        let mut rng = Rng::new(shared.options.seed ^ (index as u64 + 1) << 8);
+        let period = Duration::from_secs(1) / shared.options.rate;
+        let mut conn = None;
+        let mut errors = 0;
+        let started = Instant::now();
+        let mut sent: u32 = 0;
+        while !shared.stopping() {
+            let topic = rng.range(0, shared.options.topics as u64) as usize;
+            let len = rng.range(16, 2048) as usize;
+            let body: String = (0..len)
+                .map(|_| (b'a' + rng.range(0, 26) as u8) as char)
+                .collect();
+            let name = if rng.range(0, 4) == 0 { "&event=soak" } else { "" };
+            let raw = format!(
+                "POST /publish?topic=t{topic}{name} HTTP/1.1\r\nHost: soak\r\nContent-Length: {len}\r\n\r\n{body}"
+            );
+            if conn.is_none() {
+                conn = http::Conn::open(addr).ok();
+            }
+            match conn.as_mut().map(|c| c.request(raw.as_bytes())) {
+                Some(Ok((200, answer))) => match http::json_u64(&answer, "id") {
+                    Some(id) => shared.record(topic, id),
+                    None => errors += 1,
+                },
+                Some(Ok(_)) | Some(Err(_)) | None => {
+                    errors += 1;
+                    conn = None;
+                    thread::sleep(Duration::from_millis(50));
+                }
+            }
+            sent += 1;
+            // Pace to the rate; a publisher that falls behind does not burst.
+            let due = period * sent;
+            let elapsed = started.elapsed();
+            if due > elapsed {
+                thread::sleep(due - elapsed);
+            } else if elapsed - due > Duration::from_secs(1) {
+                sent = (elapsed.as_nanos() / period.as_nanos().max(1)) as u32;
+            }
+        }
+        PublisherReport { errors }
+    })
+}
+
+// ----- steady and reconnecting subscribers -------------------------------------
+
+pub struct SubscriberReport {
+    pub index: usize,
+    pub topics: Vec<usize>,
+    /// Ids received, each larger than the one before.
+    pub ids: Vec<u64>,
+    /// Ids received that were not larger than the last one (repeats).
+    pub repeats: u64,
+    pub gap_events: u64,
+    pub reconnects: u64,
+    pub error: Option<String>,
+}
+
+pub struct Check {
+    pub missing: usize,
+    pub extra: usize,
+    pub duplicates: u64,
+}
+
+impl Check {
+    pub fn clean(&self) -> bool {
+        self.missing == 0 && self.extra == 0 && self.duplicates == 0
+    }
+}
+
+impl SubscriberReport {
+    /// Compares what arrived with what was owed (both in id order).
+    pub fn check(&self, owed: &[u64]) -> Check {
+        let (mut i, mut j) = (0, 0);
+        let (mut missing, mut extra) = (0, 0);
+        while i < owed.len() || j < self.ids.len() {
+            match (owed.get(i), self.ids.get(j)) {
+                (Some(a), Some(b)) if a == b => {
+                    i += 1;
+                    j += 1;
+                }
+                (Some(a), Some(b)) if a < b => {
+                    missing += 1;
+                    i += 1;
+                }
+                (Some(_), None) => {
+                    missing += 1;
+                    i += 1;
+                }
+                _ => {
+                    extra += 1;
+                    j += 1;
+                }
+            }
+        }
+        Check {
+            missing,
+            extra,
+            duplicates: self.repeats,
+        }
+    }
+}
+
+/// A subscriber that reads everything on its topics; a `reconnecting` one
+/// also drops its stream every 0.5-2 s and resumes with `Last-Event-ID`.
+pub fn spawn_subscriber(
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    index: usize,
+    reconnecting: bool,
+) -> JoinHandle<SubscriberReport> {
+    let count = shared.options.topics;
+    let topics: Vec<usize> = if index == 0 {
+        (0..count).collect()
+    } else {
+        let mut topics = vec![index % count, (index + 1) % count];
+        topics.dedup();
+        topics
+    };
+    thread::spawn(move || {
+        let target = if index == 0 {
+            "/events".to_string()
+        } else {
+            let list: Vec<String> = topics.iter().map(|t| format!("t{t}")).collect();
+            format!("/events?topic={}", list.join(","))
+        };
+        let mut report = SubscriberReport {
+            index,
+            topics: topics.clone(),
+            ids: Vec::new(),
+            repeats: 0,
+            gap_events: 0,
+            reconnects: 0,
+            error: None,
+        };
+        let mut rng = Rng::new(shared.options.seed ^ (index as u64 + 101) << 16);
+        let mut greeted = false;
+        'session: loop {
+            let resume = report.ids.last().copied();
+            let mut stream = match Stream::open(addr, &target, resume, Duration::from_millis(100)) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    report.error = Some(format!("connect: {e}"));
+                    break;
+                }
+            };
+            let session_end = Instant::now() + Duration::from_millis(rng.range(500, 2000));
+            loop {
+                match stream.read(64 * 1024) {
+                    Err(e) => {
+                        report.error = Some(format!("read: {e}"));
+                        break 'session;
+                    }
+                    Ok(Got::Closed) => {
+                        report.error = Some("the server closed the stream".into());
+                        break 'session;
+                    }
+                    Ok(Got::Idle) => {}
+                    Ok(Got::Items(items)) => {
+                        for item in items {
+                            match item {
+                                Item::Connected if !greeted => {
+                                    greeted = true;
+                                    shared.mark_ready();
+                                }
+                                Item::Event(id) => {
+                                    if report.ids.last().is_some_and(|&last| id <= last) {
+                                        report.repeats += 1;
+                                    } else {
+                                        report.ids.push(id);
+                                    }
+                                }
+                                Item::Gap => report.gap_events += 1,
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                match shared.finished(&topics, report.ids.last().copied()) {
+                    Some(Ok(true)) => break 'session,
+                    Some(Err(())) => {
+                        report.error = Some(format!("did not catch up within {CATCH_UP:?}"));
+                        break 'session;
+                    }
+                    _ => {}
+                }
+                if reconnecting && greeted && Instant::now() >= session_end && !shared.stopping() {
+                    drop(stream);
+                    thread::sleep(Duration::from_millis(rng.range(20, 200)));
+                    report.reconnects += 1;
+                    continue 'session;
+                }
+            }
+        }
+        if !greeted {
+            shared.mark_ready();
+        }
+        report
+    })
+}
+
+// ----- slow subscribers -----------------------------------------------------------
+
+pub struct SlowReport {
+    pub streams: u64,
+    pub evicted: u64,
+}
+
+/// Stalls (reads nothing) or trickles (1 KiB every 20 ms) on the whole
+/// stream for six seconds at a time, then drains what the kernel holds
+/// to see whether the server cut it off; counts those evictions.
+pub fn spawn_slow(shared: Arc<Shared>, addr: SocketAddr, index: usize) -> JoinHandle<SlowReport> {
+    thread::spawn(move || {
+        let mut report = SlowReport {
+            streams: 0,
+            evicted: 0,
+        };
+        let stall = index.is_multiple_of(2);
+        let list: Vec<String> = (0..shared.options.topics).map(|t| format!("t{t}")).collect();
+        let all_topics = format!("/events?topic={}", list.join(","));
+        while !shared.stopping() {
+            let Ok(mut stream) = Stream::open(addr, &all_topics, None, Duration::from_millis(100)) else {
+                thread::sleep(Duration::from_millis(100));
+                continue;
+            };
+            stream.shrink_receive_buffer();
+            report.streams += 1;
+            if slow_until_evicted(&shared, &mut stream, stall) {
+                report.evicted += 1;
+            }
+        }
+        report
+    })
+}
+
+/// True if the server closed the stream.
+fn slow_until_evicted(shared: &Shared, stream: &mut Stream, stall: bool) -> bool {
+    loop {
+        let stopping = shared.stopping();
+        if !stopping {
+            let until = Instant::now() + Duration::from_secs(6);
+            while Instant::now() < until && !shared.stopping() {
+                if !stall {
+                    match stream.read(1024) {
+                        Ok(Got::Closed) => return true,
+                        Err(_) => return false,
+                        _ => {}
+                    }
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // Catch up: either the server kept us, or we find its close. An
+        // evicted stream's last bytes may come in bursts (the kernel probes
+        // a closed window with back-off), so only half a second of silence
+        // counts as caught up (the topics carry no ticks; heartbeats come
+        // once a second).
+        // A kept stream never falls silent while the load runs: give up
+        // catching up after three seconds and go slow again.
+        let mut idle = 0;
+        let drain_until = Instant::now() + Duration::from_secs(3);
+        while idle < 5 && Instant::now() < drain_until {
+            match stream.read(256 * 1024) {
+                Ok(Got::Closed) => return true,
+                Ok(Got::Idle) => idle += 1,
+                Ok(Got::Items(_)) => idle = 0,
+                Err(_) => return false,
+            }
+        }
+        if stopping {
+            return false;
+        }
+    }
+}
+
+// ----- garbage senders -----------------------------------------------------------
+
+#[derive(Default)]
+pub struct GarbageReport {
+    pub sent: u64,
+    /// Answered with a status (4xx for garbage, 2xx for a half-close).
+    pub answered: u64,
+    /// Closed without an answer (fine for an abandoned request).
+    pub closed: u64,
+    /// Neither answered nor closed within the deadline.
+    pub hung: u64,
+    pub kinds: BTreeMap<&'static str, u64>,
+}
+
+impl GarbageReport {
+    pub fn add(&mut self, other: &GarbageReport) {
+        self.sent += other.sent;
+        self.answered += other.answered;
+        self.closed += other.closed;
+        self.hung += other.hung;
+        for (kind, n) in &other.kinds {
+            *self.kinds.entry(kind).or_default() += n;
+        }
+    }
+}
+
+const KINDS: &[&str] = &[
+    "random",
+    "slowloris",
+    "oversize-head",
+    "long-target",
+    "cl+te",
+    "bad-length",
+    "bad-chunk",
+    "nul",
+    "half-close",
+    "abandoned",
+];
+
+pub fn spawn_garbage(shared: Arc<Shared>, addr: SocketAddr, index: usize) -> JoinHandle<GarbageReport> {
+    thread::spawn(move || {
+        let mut rng = Rng::new(shared.options.seed ^ (index as u64 + 1001) << 24);
+        let mut report = GarbageReport::default();
+        let deadline = shared.options.header_timeout + Duration::from_secs(3);
+        while !shared.stopping() {
+            let kind = KINDS[rng.range(0, KINDS.len() as u64) as usize];
+            let Ok(mut stream) = http::connect(addr, Duration::from_millis(100)) else {
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            };
+            report.sent += 1;
+            *report.kinds.entry(kind).or_default() += 1;
+            let bytes: Vec<u8> = match kind {
+                "random" => (0..rng.range(1, 2048)).map(|_| rng.next() as u8).collect(),
+                "slowloris" => b"GET /events HTTP/1.1\r\nHost: soak\r\nX-Slow: ".to_vec(),
+                "oversize-head" => format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "b".repeat(rng.range(17_000, 40_000) as usize)).into_bytes(),
+                "long-target" => format!("GET /{} HTTP/1.1\r\n\r\n", "t".repeat(rng.range(8_300, 15_000) as usize)).into_bytes(),
+                "cl+te" => b"POST /publish HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec(),
+                "bad-length" => b"POST /publish HTTP/1.1\r\nContent-Length: -5\r\n\r\nhello".to_vec(),
+                "bad-chunk" => b"POST /publish HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n".to_vec(),
+                "nul" => b"GET /\0 HTTP/1.1\r\nX: \0\r\n\r\n".to_vec(),
+                "half-close" => b"GET /healthz HTTP/1.1\r\nHost: soak\r\n\r\n".to_vec(),
+                _ => b"POST /publish?topic=t0 HTTP/1.1\r\nContent-Length: 100\r\n\r\nhalf a bo".to_vec(),
+            };
+            let _ = stream.write_all(&bytes);
+            match kind {
+                "abandoned" => {
+                    drop(stream);
+                    report.closed += 1;
+                    continue;
+                }
+                "half-close" => {
+                    let _ = stream.shutdown(Shutdown::Write);
+                }
+                _ => {}
+            }
+            let until = Instant::now() + deadline;
+            let mut answer = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let mut last_drip = Instant::now();
+            let outcome = loop {
+                if Instant::now() > until {
+                    break "hung";
+                }
+                match stream.read(&mut chunk) {
+                    Ok(0) => break if answer.is_empty() { "closed" } else { "answered" },
+                    Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                        if kind == "slowloris" && last_drip.elapsed() > Duration::from_millis(300) {
+                            let _ = stream.write_all(b"a");
+                            last_drip = Instant::now();
+                        }
+                    }
+                    Err(_) => break if answer.is_empty() { "closed" } else { "answered" },
+                }
+            };
+            match outcome {
+                "answered" => report.answered += 1,
+                "closed" => report.closed += 1,
+                _ => report.hung += 1,
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        report
+    })
+}
