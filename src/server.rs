@@ -646,8 +646,15 @@ impl Server {
         Ok((event.id, delivered))
     }
 
+    /// Queues `frame` on every subscriber of `topic`; writing waits for the
+    /// end of the turn. A queue that passes `--max-queue` is written at once
+    /// instead: a burst of publishes read in one turn can queue more than
+    /// the limit before the end-of-turn flush, and a subscriber that keeps
+    /// up must not pay for that. Only one whose socket will not take the
+    /// excess, a subscriber that really is behind, is evicted.
     fn fan_out(&mut self, topic: &str, frame: &Rc<Frame>, now: Instant) -> usize {
         let max_queue = self.config.max_queue;
+        let tracing = self.config.trace;
         let mut delivered = 0;
         for key in self.hub.subscribers_of(topic) {
             let Some(conn) = self.conns.get_mut(key) else {
@@ -659,8 +666,14 @@ impl Server {
             subscription.last_sent = now;
             delivered += 1;
             if conn.enqueue(frame.clone()) > max_queue {
-                self.evictions.push(key);
-            } else if !conn.dirty {
+                let (outcome, written) = conn.flush(tracing);
+                self.counters.bytes_out += written as u64;
+                if matches!(outcome, FlushOutcome::Error(_)) || conn.queued() > max_queue {
+                    self.evictions.push(key);
+                    continue;
+                }
+            }
+            if !conn.dirty {
                 conn.dirty = true;
                 self.dirty.push(key);
             }

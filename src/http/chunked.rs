@@ -22,8 +22,10 @@
 
 use std::fmt;
 
-/// Longest chunk-size we read: 16 hex digits already exceed any body limit.
-const MAX_SIZE_DIGITS: u8 = 16;
+/// Most hex digits on one size line. RFC 9112 allows leading zeros, so the
+/// digit count alone says nothing about the size (the value is checked
+/// against the body limit); this only bounds the work on one line.
+const MAX_SIZE_DIGITS: u8 = 64;
 /// Bytes of chunk extensions we skip on one size line before giving up.
 const MAX_EXTENSION: usize = 1024;
 /// Bytes of trailer fields we skip before giving up.
@@ -105,6 +107,10 @@ impl ChunkedDecoder {
                 State::Size { value, digits } => match hex_value(byte) {
                     Some(nibble) => {
                         if digits >= MAX_SIZE_DIGITS {
+                            return Err(ChunkError::Malformed("chunk size line too long"));
+                        }
+                        if value >> 60 != 0 {
+                            // Another digit would overflow u64: far past any limit.
                             return Err(ChunkError::TooLarge);
                         }
                         self.state = State::Size {
@@ -304,6 +310,19 @@ mod tests {
         let (out, _, done) = decode_in_steps(b"10\r\n0123456789abcdef\r\n0\r\n\r\n", 100, 16).unwrap();
         assert!(done);
         assert_eq!(out.len(), 16);
+    }
+
+    #[test]
+    fn leading_zeros_do_not_make_a_size_large() {
+        let body = b"000000000000000000000000005\r\nzeros\r\n00000000000000000000\r\n\r\n";
+        let (out, _, done) = decode_in_steps(body, 3, 16).unwrap();
+        assert!(done);
+        assert_eq!(out, b"zeros");
+        let endless = [b'0'; 100];
+        assert!(matches!(
+            decode_in_steps(&endless, 100, 16),
+            Err(ChunkError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -100,15 +100,17 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, Rejection> {
         Err(httparse::Error::TooManyHeaders) => return Err(Rejection::HeadersTooLarge),
         Err(error) => return Err(Rejection::BadRequest(parse_error(error))),
     };
-    if used > MAX_HEAD {
-        return Err(Rejection::HeadersTooLarge);
-    }
     // httparse returns Complete only with all three parts present.
     let (Some(method), Some(target), Some(version)) = (parsed.method, parsed.path, parsed.version) else {
         return Err(Rejection::BadRequest("incomplete request line"));
     };
+    // The target first: a head too large *because* of its target gets the
+    // same 414 whether it arrived whole or was refused while incomplete.
     if target.len() > MAX_TARGET {
         return Err(Rejection::UriTooLong);
+    }
+    if used > MAX_HEAD {
+        return Err(Rejection::HeadersTooLarge);
     }
     if !(target.starts_with('/') || (target == "*" && method == "OPTIONS")) {
         return Err(Rejection::BadRequest("request target must be a path"));
@@ -351,6 +353,13 @@ mod tests {
                 Ok(other) => panic!("{:?} parsed as {other:?}", &text[..text.len().min(80)]),
             }
         }
+    }
+
+    #[test]
+    fn a_long_target_is_414_whole_or_cut() {
+        let head = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(20 * 1024));
+        assert_eq!(parse(&head).unwrap_err(), Rejection::UriTooLong);
+        assert_eq!(parse(&head[..MAX_HEAD + 100]).unwrap_err(), Rejection::UriTooLong);
     }
 
     #[test]
