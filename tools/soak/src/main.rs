@@ -301,7 +301,7 @@ fn run(options: &Options) -> Result<bool, String> {
         outcomes.add(report);
     }
     println!(
-        "garbage          {} connection(s): {} answered 4xx, {} closed without an answer, {} HUNG; by kind: {}",
+        "garbage          {} connection(s): {} answered (4xx; 200 for a half-close), {} closed without an answer, {} HUNG; by kind: {}",
         outcomes.sent, outcomes.answered, outcomes.closed, outcomes.hung,
         outcomes.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
     );
