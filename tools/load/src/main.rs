@@ -178,6 +178,7 @@ fn run(o: &Options) -> Result<bool, String> {
     let mut idle_cpu_pct = None;
     let mut rss_idle = None;
     let mut rss_after = None;
+    let mut rss_peak = None;
     let mut sent_last_seq = 0u64;
     let mut notes: Vec<String> = Vec::new();
 
@@ -336,6 +337,7 @@ fn run(o: &Options) -> Result<bool, String> {
         // Late deliveries (after a timeout) still count as received.
         thread::sleep(Duration::from_millis(200));
         rss_after = rss();
+        rss_peak = pid.and_then(procfs::peak_rss_bytes);
     }
 
     // ----- collect ---------------------------------------------------------
@@ -436,8 +438,13 @@ fn run(o: &Options) -> Result<bool, String> {
         text,
         "  correctness     {missed_total} events missed ({subs_missing} subscribers), {dup_total} duplicated ({subs_dup} subscribers)"
     );
-    if let Some(b) = rss_after {
-        let _ = writeln!(text, "  server RSS      {} after the bursts", mib(b));
+    if let (Some(b), Some(peak)) = (rss_after, rss_peak) {
+        let _ = writeln!(
+            text,
+            "  server RSS      {} after the bursts (peak {})",
+            mib(b),
+            mib(peak)
+        );
     }
     for (why, n) in &errors {
         let _ = writeln!(text, "  error           {n} × {why}");
@@ -450,7 +457,7 @@ fn run(o: &Options) -> Result<bool, String> {
     let mut json = String::new();
     let _ = write!(
         json,
-        "{{\"label\":{},\"target\":\"{}\",\"subscribers\":{},\"connected\":{heads},\"dropped\":{dropped},\"connect_s\":{},\"event_size\":{},\"rss_before\":{},\"rss_idle\":{},\"rss_after\":{},\"rss_per_subscriber\":{},\"idle_cpu_pct\":{}",
+        "{{\"label\":{},\"target\":\"{}\",\"subscribers\":{},\"connected\":{heads},\"dropped\":{dropped},\"connect_s\":{},\"event_size\":{},\"rss_before\":{},\"rss_idle\":{},\"rss_after\":{},\"rss_peak\":{},\"rss_per_subscriber\":{},\"idle_cpu_pct\":{}",
         quote(&o.label),
         o.target,
         o.subscribers,
@@ -459,6 +466,7 @@ fn run(o: &Options) -> Result<bool, String> {
         opt(rss_before),
         opt(rss_idle),
         opt(rss_after),
+        opt(rss_peak),
         num(per_conn),
         num(idle_cpu_pct),
     );

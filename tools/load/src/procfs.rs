@@ -4,8 +4,17 @@ use std::fs;
 
 /// `VmRSS` from `/proc/PID/status`, in bytes.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmRSS:")
+}
+
+/// `VmHWM` (peak resident memory) from `/proc/PID/status`, in bytes.
+pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmHWM:")
+}
+
+fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|line| line.starts_with(field))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
