@@ -258,8 +258,14 @@ fn run(o: &Options) -> Result<bool, String> {
         r.client_cpu_ns = Some(client_ns);
         eprintln!("ssed-load: {} single events done", r.events);
 
+        // Each phase on a fresh connection: a server may have closed an
+        // idle keep-alive one while the previous phase was delivering.
+        let reconnect = || Publisher::connect(&o.publish, &o.publish_headers, o.phase_timeout);
         // Pipelined: every request in one write.
         if o.burst > 0 && Instant::now() < deadline {
+            if let Ok(fresh) = reconnect() {
+                publisher = fresh;
+            }
             let first = shared.phase_start[1];
             let mut bytes = Vec::new();
             for i in 0..o.burst as u64 {
@@ -297,6 +303,9 @@ fn run(o: &Options) -> Result<bool, String> {
 
         // Sequential: one request at a time, each answer awaited.
         if o.seq_burst > 0 && Instant::now() < deadline {
+            if let Ok(fresh) = reconnect() {
+                publisher = fresh;
+            }
             let first = shared.phase_start[2];
             let expect = live() * o.seq_burst as u64;
             let phase_deadline = Instant::now() + o.phase_timeout;
