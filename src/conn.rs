@@ -155,6 +155,9 @@ pub struct Conn {
     pub writable: bool,
     /// The peer sent EOF: never read again.
     pub peer_closed: bool,
+    /// An event said the peer's FIN has arrived (`EPOLLRDHUP`): read on to
+    /// the EOF instead of trusting a short read to mean "drained".
+    pub fin_pending: bool,
     /// Already on the server's list of connections to flush this turn.
     pub dirty: bool,
     /// A `Deadline` timer entry exists for this connection.
@@ -182,6 +185,7 @@ impl Conn {
             readable: true,
             writable: true,
             peer_closed: false,
+            fin_pending: false,
             dirty: false,
             deadline_armed: false,
             over_capacity: false,

@@ -308,3 +308,20 @@ fn a_half_closed_client_still_gets_its_complete_answers() {
     assert_eq!(client.read_response().text(), "ok\n");
     assert!(client.closed_by_server());
 }
+
+#[test]
+fn a_deep_pipeline_is_answered_in_full_while_the_client_reads_slowly() {
+    // 2,000 pipelined page requests: ~16 MB of answers, far past the point
+    // where the server stops reading requests until the client catches up.
+    let server = TestServer::start();
+    let mut client = Client::connect(server.addr);
+    let requests = "GET / HTTP/1.1\r\nHost: t\r\n\r\n".repeat(2000);
+    client.send(requests.as_bytes());
+    for i in 0..2000 {
+        let response = client.read_response();
+        assert_eq!(response.status, 200, "response {i}");
+        assert!(response.text().contains("EventSource"), "response {i}");
+    }
+    client.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(client.read_response().text(), "ok\n");
+}
