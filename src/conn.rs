@@ -113,18 +113,13 @@ pub enum ReadOutcome {
 /// What one flush achieved.
 #[derive(Debug)]
 pub enum FlushOutcome {
-    /// The queue is empty.
-    Done,
+    /// The queue is empty; `released` bytes of queue buffer were freed.
+    Done {
+        released: usize,
+    },
     /// The kernel's buffer is full; the rest waits for a writable edge.
     Blocked,
     Error(io::Error),
-}
-
-/// A frame on the queue and how much of it has been written.
-#[derive(Debug)]
-struct Outgoing {
-    frame: Rc<Frame>,
-    sent: usize,
 }
 
 /// Why a connection was closed, for the logs.
@@ -147,7 +142,12 @@ pub struct Conn {
     /// connection from one for an earlier occupant of the same slab slot.
     pub id: u64,
     pub phase: Phase,
-    queue: VecDeque<Outgoing>,
+    /// Frames to send, oldest first: 8 bytes each, a pointer to bytes that
+    /// every subscriber shares.
+    queue: VecDeque<Rc<Frame>>,
+    /// How much of the front frame is already written; only the front can
+    /// be part-sent, so one offset serves the whole queue.
+    front_sent: usize,
     queued: usize,
     /// An HTTP/1.1 stream: frames are sent whole, chunk framing included.
     chunked: bool,
@@ -178,6 +178,7 @@ impl Conn {
                 body: None,
             }),
             queue: VecDeque::new(),
+            front_sent: 0,
             queued: 0,
             chunked: false,
             // A fresh socket is writable; a read may find the request
@@ -335,7 +336,7 @@ impl Conn {
     /// Puts a frame on the queue. Returns the unsent byte count after.
     pub fn enqueue(&mut self, frame: Rc<Frame>) -> usize {
         self.queued += frame.wire(self.chunked).len();
-        self.queue.push_back(Outgoing { frame, sent: 0 });
+        self.queue.push_back(frame);
         self.queued
     }
 
@@ -344,6 +345,7 @@ impl Conn {
     /// bytes written.
     pub fn flush(&mut self, tracing: bool) -> (FlushOutcome, usize) {
         let mut written = 0;
+        let mut released = 0;
         while !self.queue.is_empty() {
             if !self.writable {
                 return (FlushOutcome::Blocked, written);
@@ -353,7 +355,7 @@ impl Conn {
                 Ok(0) => return (FlushOutcome::Error(io::ErrorKind::WriteZero.into()), written),
                 Ok(n) => {
                     written += n;
-                    self.consume(n);
+                    released += self.consume(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.writable = false;
@@ -363,7 +365,7 @@ impl Conn {
                 Err(e) => return (FlushOutcome::Error(e), written),
             }
         }
-        (FlushOutcome::Done, written)
+        (FlushOutcome::Done { released }, written)
     }
 
     /// One system call for the front of the queue. The iovec array lives on
@@ -372,8 +374,9 @@ impl Conn {
     fn write_queued(&mut self, tracing: bool) -> io::Result<usize> {
         const ON_STACK: usize = 16;
         let chunked = self.chunked;
+        let front_sent = self.front_sent;
         let n = if self.queue.len() == 1 {
-            let only = pending_bytes(&self.queue[0], chunked);
+            let only = unsent(&self.queue[0], 0, chunked, front_sent);
             let n = self.stream.write(only)?;
             if tracing {
                 trace::bytes(self.id, trace::Direction::Out, &only[..n]);
@@ -381,8 +384,8 @@ impl Conn {
             n
         } else if self.queue.len() <= ON_STACK {
             let mut slices = [IoSlice::new(&[]); ON_STACK];
-            for (slot, out) in slices.iter_mut().zip(self.queue.iter()) {
-                *slot = IoSlice::new(pending_bytes(out, chunked));
+            for (index, (slot, frame)) in slices.iter_mut().zip(self.queue.iter()).enumerate() {
+                *slot = IoSlice::new(unsent(frame, index, chunked, front_sent));
             }
             let slices = &slices[..self.queue.len()];
             let n = self.stream.write_vectored(slices)?;
@@ -395,7 +398,8 @@ impl Conn {
                 .queue
                 .iter()
                 .take(MAX_IOVECS)
-                .map(|out| IoSlice::new(pending_bytes(out, chunked)))
+                .enumerate()
+                .map(|(index, frame)| IoSlice::new(unsent(frame, index, chunked, front_sent)))
                 .collect();
             let n = self.stream.write_vectored(&slices)?;
             if tracing {
@@ -406,28 +410,33 @@ impl Conn {
         Ok(n)
     }
 
-    /// Pops `n` written bytes off the front of the queue.
-    fn consume(&mut self, mut n: usize) {
+    /// Pops `n` written bytes off the front of the queue. Returns the
+    /// bytes of queue buffer given back, when it emptied.
+    fn consume(&mut self, mut n: usize) -> usize {
         self.queued -= n;
         while n > 0 {
-            let Some(front) = self.queue.front_mut() else {
+            let Some(front) = self.queue.front() else {
                 break;
             };
-            let left = front.frame.wire(self.chunked).len() - front.sent;
+            let left = front.wire(self.chunked).len() - self.front_sent;
             if n >= left {
                 n -= left;
                 self.queue.pop_front();
+                self.front_sent = 0;
             } else {
-                front.sent += n;
+                self.front_sent += n;
                 n = 0;
             }
         }
-        if self.queue.is_empty() {
+        if self.queue.is_empty() && self.queue.capacity() > 0 {
             // An idle subscriber holds no queue buffer at all: at tens of
             // thousands of connections that is most of their memory, and a
             // malloc per event costs nothing next to the write it goes with.
+            let released = self.queue.capacity() * std::mem::size_of::<Rc<Frame>>();
             self.queue = VecDeque::new();
+            return released;
         }
+        0
     }
 
     /// Shuts our write side: the peer reads EOF after the last answer.
@@ -437,9 +446,11 @@ impl Conn {
     }
 }
 
-/// The part of a queued frame still to be written.
-fn pending_bytes(out: &Outgoing, chunked: bool) -> &[u8] {
-    &out.frame.wire(chunked)[out.sent..]
+/// What is left to write of the frame at `index` in a queue whose front
+/// frame has `front_sent` bytes written.
+fn unsent(frame: &Frame, index: usize, chunked: bool, front_sent: usize) -> &[u8] {
+    let skip = if index == 0 { front_sent } else { 0 };
+    &frame.wire(chunked)[skip..]
 }
 
 #[cfg(test)]
@@ -510,7 +521,7 @@ mod tests {
         conn.enqueue(frame.clone());
         assert_eq!(Rc::strong_count(&frame), 3);
         let (outcome, written) = conn.flush(false);
-        assert!(matches!(outcome, FlushOutcome::Done));
+        assert!(matches!(outcome, FlushOutcome::Done { .. }));
         assert_eq!(written, 2 * frame.chunked().len());
         assert_eq!(Rc::strong_count(&frame), 1);
         let mut got = vec![0; written];
@@ -538,7 +549,7 @@ mod tests {
         conn.consume(4);
         assert_eq!(conn.queued(), 3);
         assert_eq!(conn.queue.len(), 1);
-        assert_eq!(conn.queue[0].sent, 1);
+        assert_eq!(conn.front_sent, 1);
         conn.consume(3);
         assert!(!conn.has_pending_output());
     }

@@ -80,6 +80,8 @@ const LINGER: Duration = Duration::from_secs(2);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long to stop accepting after running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Queue memory freed since the last trim that makes a trim worthwhile.
+const TRIM_AFTER: usize = 16 * 1024 * 1024;
 /// Lines from `--stdin` published per turn.
 const STDIN_BATCH: usize = 1024;
 /// The first read from a socket goes here; only what a request still needs
@@ -129,6 +131,8 @@ pub struct Server {
     shutdown_deadline: Option<Instant>,
     rng: Rng,
     fd_exhaustion_logged: bool,
+    /// Queue buffer bytes freed since memory was last handed back.
+    released_since_trim: usize,
 }
 
 impl Server {
@@ -177,6 +181,7 @@ impl Server {
             shutdown_deadline: None,
             rng: Rng::seeded(start_id),
             fd_exhaustion_logged: false,
+            released_since_trim: 0,
             config,
         })
     }
@@ -347,17 +352,18 @@ impl Server {
         };
         let mut conn = Conn::new(stream, id, now + timeout);
         conn.over_capacity = over_capacity;
-        conn.deadline_armed = true;
         // vacant_key() is the key insert() uses: the token matches the slot.
         self.conns.insert(conn);
-        self.timers.push(now + timeout, Kind::Deadline, key, id);
         self.counters.accepted += 1;
         if over_capacity {
             self.counters.rejected += 1;
         }
         debug!("#{id} accepted from {addr}");
-        // The request is often already here: read it now, not next turn.
-        self.backlog.push(key);
+        // The request is often already here: read it now. Only if it is
+        // not complete does the connection need its request deadline, so a
+        // subscriber whose request came with the connection never has one.
+        self.drive(key, now);
+        self.arm_deadline(key);
     }
 
     // ----- reading and requests ------------------------------------------
@@ -694,6 +700,9 @@ impl Server {
             if conn.enqueue(frame.clone()) > max_queue {
                 let (outcome, written) = conn.flush(tracing);
                 self.counters.bytes_out += written as u64;
+                if let FlushOutcome::Done { released } = outcome {
+                    self.released_since_trim += released;
+                }
                 if matches!(outcome, FlushOutcome::Error(_)) || conn.queued() > max_queue {
                     self.evictions.push(key);
                     continue;
@@ -852,30 +861,39 @@ impl Server {
                         self.timers.push(now + LINGER, Kind::Deadline, key, conn.id);
                     }
                 }
-                FlushOutcome::Done => match conn.phase {
-                    // Shutting down, nobody is waiting for the lingering close.
-                    Phase::Closing if conn.peer_closed || self.shutdown_deadline.is_some() => {
-                        self.close(key, CloseReason::Finished)
-                    }
-                    Phase::Closing => {
-                        conn.shutdown_write();
-                        if !conn.deadline_armed {
-                            conn.deadline_armed = true;
-                            self.timers.push(now + LINGER, Kind::Deadline, key, conn.id);
+                FlushOutcome::Done { released } => {
+                    self.released_since_trim += released;
+                    match conn.phase {
+                        // Shutting down, nobody is waiting for the lingering close.
+                        Phase::Closing if conn.peer_closed || self.shutdown_deadline.is_some() => {
+                            self.close(key, CloseReason::Finished)
                         }
-                        // Read on to the peer's EOF; pending bytes are dropped.
-                        conn.readable = true;
-                        self.backlog.push(key);
+                        Phase::Closing => {
+                            conn.shutdown_write();
+                            if !conn.deadline_armed {
+                                conn.deadline_armed = true;
+                                self.timers.push(now + LINGER, Kind::Deadline, key, conn.id);
+                            }
+                            // Read on to the peer's EOF; pending bytes are dropped.
+                            conn.readable = true;
+                            self.backlog.push(key);
+                        }
+                        // Resume a connection that backpressure paused.
+                        Phase::Request(_) if conn.readable || !conn.is_idle() => self.backlog.push(key),
+                        _ => {}
                     }
-                    // Resume a connection that backpressure paused.
-                    Phase::Request(_) if conn.readable || !conn.is_idle() => self.backlog.push(key),
-                    _ => {}
-                },
+                }
             }
         }
         // Keep the allocation for next turn.
         if self.dirty.is_empty() {
             self.dirty = dirty;
+        }
+        // After a burst drained many queues, give the memory back rather
+        // than sit at the burst's peak (a few ms, and only after bursts).
+        if self.released_since_trim >= TRIM_AFTER {
+            self.released_since_trim = 0;
+            os::release_free_memory();
         }
     }
 
