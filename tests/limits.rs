@@ -779,85 +779,38 @@ fn publishing_needs_the_token() {
 // ----- running out of file descriptors ---------------------------------------
 
 /// The real binary under a hard open-file limit of `nofile`.
-struct LimitedBinary {
-    addr: SocketAddr,
-    child: std::process::Child,
-    log: mpsc::Receiver<String>,
-}
-
-impl LimitedBinary {
-    fn spawn(nofile: u64, args: &[&str]) -> LimitedBinary {
-        use std::io::BufRead;
-        use std::os::unix::process::CommandExt;
-        use std::process::{Command, Stdio};
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ssed"));
-        command
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        // SAFETY: setrlimit is async-signal-safe; it only touches the child.
-        unsafe {
-            command.pre_exec(move || {
-                let limit = libc::rlimit {
-                    rlim_cur: nofile as libc::rlim_t,
-                    rlim_max: nofile as libc::rlim_t,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = command.spawn().expect("spawn ssed");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, log) = mpsc::channel();
-        thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
+fn spawn_limited(nofile: u64, args: &[&str]) -> BinaryServer {
+    use std::os::unix::process::CommandExt;
+    let mut command = BinaryServer::command(args, std::process::Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe; it only touches the child.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: nofile as libc::rlim_t,
+                rlim_max: nofile as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
             }
+            Ok(())
         });
-        let deadline = Instant::now() + WAIT;
-        let addr = loop {
-            let line = log
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("ssed did not say where it listens");
-            if let Some(at) = line.find("listening on http://") {
-                break line[at + "listening on http://".len()..]
-                    .trim()
-                    .parse()
-                    .expect("address");
-            }
-        };
-        LimitedBinary { addr, child, log }
     }
-
-    /// Log lines so far that contain `needle`, waiting up to `wait` for more.
-    fn count_log(&self, needle: &str, wait: Duration) -> usize {
-        let deadline = Instant::now() + wait;
-        let mut count = 0;
-        while let Ok(line) = self
-            .log
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            if line.contains(needle) {
-                count += 1;
-            }
-        }
-        count
-    }
+    BinaryServer::start(command)
 }
 
-impl Drop for LimitedBinary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Log lines that contain `needle`, waiting up to `wait` for more.
+fn count_log(server: &BinaryServer, needle: &str, wait: Duration) -> usize {
+    let deadline = Instant::now() + wait;
+    let mut count = 0;
+    while let Ok(line) = server
+        .log
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+    {
+        if line.contains(needle) {
+            count += 1;
+        }
     }
+    count
 }
 
 /// Sends `GET /healthz` on each and expects a 200 on each within [`WAIT`].
@@ -878,7 +831,7 @@ fn all_answered_ok(streams: &mut [TcpStream]) {
 #[test]
 fn running_out_of_file_descriptors_is_survived() {
     // 64 descriptors: about 50 connections fit after the server's own.
-    let server = LimitedBinary::spawn(64, &["--max-conns", "1000", "--tick", "0", "--heartbeat", "0"]);
+    let server = spawn_limited(64, &["--max-conns", "1000", "--tick", "0", "--heartbeat", "0"]);
     let mut bystander = Subscriber::open(server.addr, "/events?topic=bystander", "");
     bystander.connected();
     let mut keep_alive = Client::connect(server.addr);
@@ -924,7 +877,7 @@ fn running_out_of_file_descriptors_is_survived() {
         assert_eq!(bystander.next_event().data, format!("round {round}"));
     }
     // Logged once for the episode, however long it lasts.
-    let more = server.count_log("accept", Duration::from_millis(600));
+    let more = count_log(&server, "accept", Duration::from_millis(600));
     assert_eq!(more, 0, "the accept failure was logged {} times", more + 1);
     // Free some descriptors: the waiting connections are accepted.
     subs.truncate(5);

@@ -138,16 +138,27 @@ impl BinaryServer {
     }
 
     pub fn spawn_with(args: &[&str], stdin: Stdio) -> BinaryServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ssed"))
+        Self::start(Self::command(args, stdin))
+    }
+
+    /// The command [`BinaryServer::spawn`] runs, for a test that needs to
+    /// change it (resource limits, say) before [`BinaryServer::start`].
+    pub fn command(args: &[&str], stdin: Stdio) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ssed"));
+        command
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")
             .env_remove("SSED_PUBLISH_TOKEN")
             .stdin(stdin)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ssed");
+            .stderr(Stdio::piped());
+        command
+    }
+
+    /// Spawns `command` and waits for the address it says it listens on.
+    pub fn start(mut command: Command) -> BinaryServer {
+        let mut child = command.spawn().expect("spawn ssed");
         let log = forward_lines(child.stderr.take().expect("stderr"));
         let deadline = Instant::now() + WAIT;
         let addr = loop {
