@@ -12,14 +12,15 @@ step() { printf '\n==> %s\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets -- -D warnings
+# --workspace: the load and soak tools are packages of their own.
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 
-step "cargo test"
-cargo test
+step "cargo test --workspace"
+cargo test --workspace
 
 step "soak: 20 s of publishers, subscribers and garbage at once (tools/soak)"
 cargo build --quiet --bin ssed
