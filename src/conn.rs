@@ -62,7 +62,9 @@ pub const MAX_IOVECS: usize = 1024;
 /// Where the connection is in its life. See the module docs for the diagram.
 #[derive(Debug)]
 pub enum Phase {
-    Request(Reading),
+    /// Boxed: a stream, the phase most connections live in, then needs
+    /// only a `Subscription`'s room in every slab entry, not this.
+    Request(Box<Reading>),
     Stream(Subscription),
     Closing,
     Lingering,
@@ -171,12 +173,12 @@ impl Conn {
         Conn {
             stream,
             id,
-            phase: Phase::Request(Reading {
+            phase: Phase::Request(Box::new(Reading {
                 buf: Vec::new(),
                 start: 0,
                 deadline,
                 body: None,
-            }),
+            })),
             queue: VecDeque::new(),
             front_sent: 0,
             queued: 0,
