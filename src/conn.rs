@@ -204,10 +204,6 @@ impl Conn {
         !self.queue.is_empty()
     }
 
-    pub fn is_stream(&self) -> bool {
-        matches!(self.phase, Phase::Stream(_))
-    }
-
     /// True while reading requests and nothing of the next one has arrived:
     /// an idle keep-alive connection, which times out silently.
     pub fn is_idle(&self) -> bool {

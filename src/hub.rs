@@ -261,15 +261,6 @@ impl Hub {
     pub fn history_len(&self) -> usize {
         self.history.len()
     }
-
-    pub fn first_id(&self) -> u64 {
-        self.first_id
-    }
-
-    /// The id the next published event will get.
-    pub fn next_id(&self) -> u64 {
-        self.next_id
-    }
 }
 
 /// A JSON string literal (RFC 8259 §7) for text that came from a peer.

@@ -547,14 +547,9 @@ impl Server {
     fn turn_away(&mut self, key: usize, request: &Request, route: Route) {
         if route == Route::Events {
             let retry = self.rng.between(5_000, 30_000);
-            let Some(conn) = self.conns.get_mut(key) else {
-                return;
-            };
             let mut bytes = stream_head(true, self.config.cors_origin.as_deref());
             bytes.extend_from_slice(&sse::encode_retry(retry));
-            conn.enqueue(Frame::raw(bytes));
-            conn.phase = Phase::Closing;
-            self.mark_dirty(key);
+            self.queue_answer(key, bytes, false);
         } else {
             let retry_after = self.rng.between(5, 30);
             self.refuse(key, Some(request), Rejection::Overloaded { retry_after });
@@ -567,6 +562,12 @@ impl Server {
         let keep_alive = keep_alive && self.shutdown_deadline.is_none();
         let framing = self.framing(request.method == Method::Head, keep_alive, request.http10);
         let bytes = response.encode(framing);
+        self.queue_answer(key, bytes, keep_alive);
+    }
+
+    /// Queues one whole answer for the end-of-turn flush; without
+    /// keep-alive the connection then closes (`Closing`).
+    fn queue_answer(&mut self, key: usize, bytes: Vec<u8>, keep_alive: bool) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -596,12 +597,7 @@ impl Server {
             }
             None => {
                 let bytes = response.encode(self.framing(false, false, false));
-                let Some(conn) = self.conns.get_mut(key) else {
-                    return;
-                };
-                conn.enqueue(Frame::raw(bytes));
-                conn.phase = Phase::Closing;
-                self.mark_dirty(key);
+                self.queue_answer(key, bytes, false);
             }
         }
     }
@@ -624,25 +620,19 @@ impl Server {
             Ok(parsed) => parsed,
             Err(rejection) => return self.refuse(key, Some(request), rejection),
         };
-        let cors = self.config.cors_origin.as_deref();
-        let head = Frame::raw(stream_head(request.http10, cors));
+        let head = stream_head(request.http10, self.config.cors_origin.as_deref());
+        if request.method == Method::Head {
+            return self.queue_answer(key, head, request.keep_alive);
+        }
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if request.method == Method::Head {
-            conn.enqueue(head);
-            if !request.keep_alive {
-                conn.phase = Phase::Closing;
-            }
-            self.mark_dirty(key);
-            return;
-        }
         let greeting = format!(
             "retry: {}\n\nevent: connected\ndata: {{\"client\":{}}}\n\n",
             self.config.retry_ms, conn.id
         );
         conn.start_stream(topics.clone(), !request.http10, now);
-        conn.enqueue(head);
+        conn.enqueue(Frame::raw(head));
         conn.enqueue(Frame::chunk(greeting.as_bytes()));
         if let Some(last_event_id) = last_event_id {
             let replay = self.hub.replay(&last_event_id, &topics);
@@ -758,15 +748,22 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.deadline_armed {
-            return;
+        if let Phase::Request(reading) = &conn.phase {
+            let deadline = reading.deadline;
+            self.arm_deadline_at(key, deadline);
         }
-        let deadline = match &conn.phase {
-            Phase::Request(reading) => reading.deadline,
-            _ => return,
+    }
+
+    /// Pushes a `Deadline` entry for the connection unless it has one; the
+    /// entry re-reads the connection's state when it fires.
+    fn arm_deadline_at(&mut self, key: usize, at: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
         };
-        conn.deadline_armed = true;
-        self.timers.push(deadline, Kind::Deadline, key, conn.id);
+        if !conn.deadline_armed {
+            conn.deadline_armed = true;
+            self.timers.push(at, Kind::Deadline, key, conn.id);
+        }
     }
 
     fn fire_timers(&mut self, now: Instant) {
@@ -856,9 +853,8 @@ impl Server {
                     self.close(key, CloseReason::WriteError);
                 }
                 FlushOutcome::Blocked => {
-                    if matches!(conn.phase, Phase::Closing) && !conn.deadline_armed {
-                        conn.deadline_armed = true;
-                        self.timers.push(now + LINGER, Kind::Deadline, key, conn.id);
+                    if matches!(conn.phase, Phase::Closing) {
+                        self.arm_deadline_at(key, now + LINGER);
                     }
                 }
                 FlushOutcome::Done { released } => {
@@ -870,13 +866,10 @@ impl Server {
                         }
                         Phase::Closing => {
                             conn.shutdown_write();
-                            if !conn.deadline_armed {
-                                conn.deadline_armed = true;
-                                self.timers.push(now + LINGER, Kind::Deadline, key, conn.id);
-                            }
                             // Read on to the peer's EOF; pending bytes are dropped.
                             conn.readable = true;
                             self.backlog.push(key);
+                            self.arm_deadline_at(key, now + LINGER);
                         }
                         // Resume a connection that backpressure paused.
                         Phase::Request(_) if conn.readable || !conn.is_idle() => self.backlog.push(key),
