@@ -7,7 +7,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ssed::sse::{encode_event, Frame};
+use ssed::frame::Frame;
+use ssed::sse::encode_event;
 
 /// Event data shapes: what a load test sends, a typical JSON payload, and
 /// multi-line text (one `data:` line per line).

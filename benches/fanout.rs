@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ssed::conn::{Conn, Phase, Subscription};
+use ssed::frame::Frame;
 use ssed::hub::{Hub, Topics};
-use ssed::sse::Frame;
 use ssed::timer::Due;
 
 const START_ID: u64 = 1_700_000_000_000_000;

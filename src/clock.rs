@@ -4,8 +4,28 @@
 //! Deadlines never use the wall clock (it can jump); they use `Instant`, in
 //! `timer.rs`. This file is only for times that people and clients read.
 
-use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// One reading of both clocks, taken once per turn of the loop and passed
+/// down: the monotonic one for deadlines, the wall clock for what people
+/// read.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// For deadlines and durations.
+    pub instant: Instant,
+    /// For `Date`, ticks and ids.
+    pub wall: SystemTime,
+}
+
+impl Now {
+    /// Reads both clocks.
+    pub fn read() -> Now {
+        Now {
+            instant: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+}
 
 /// Microseconds since the Unix epoch, the seed of event ids.
 pub fn unix_micros(now: SystemTime) -> u64 {
@@ -34,20 +54,27 @@ pub fn http_date(now: SystemTime) -> String {
     )
 }
 
-/// The `Date` header value for now, formatted at most once a second.
-pub fn http_date_now() -> String {
-    thread_local! {
-        static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
-    }
-    let now = SystemTime::now();
-    let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if cache.0 != secs {
-            *cache = (secs, http_date(now));
+/// The `Date` header value, formatted at most once a second: a busy
+/// second's thousand answers share one formatting.
+///
+/// Whoever owns it passes the time in, so the wire code never reads the
+/// clock and tests can set it.
+#[derive(Debug, Default)]
+pub struct HttpDate {
+    second: Option<u64>,
+    text: String,
+}
+
+impl HttpDate {
+    /// The value for `now`.
+    pub fn at(&mut self, now: SystemTime) -> &str {
+        let second = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        if self.second != Some(second) {
+            self.second = Some(second);
+            self.text = http_date(now);
         }
-        cache.1.clone()
-    })
+        &self.text
+    }
 }
 
 /// ((year, month, day), (hour, minute, second), days since 1970-01-01).
@@ -90,6 +117,17 @@ mod tests {
         assert_eq!(rfc3339(at(1_709_164_800)), "2024-02-29T00:00:00Z");
         assert_eq!(rfc3339(at(1_709_251_200)), "2024-03-01T00:00:00Z");
         assert_eq!(http_date(at(1_795_262_400)), "Sat, 21 Nov 2026 12:00:00 GMT");
+    }
+
+    #[test]
+    fn the_date_cache_follows_the_second() {
+        let mut date = HttpDate::default();
+        assert_eq!(date.at(at(0)), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(
+            date.at(at(0) + Duration::from_millis(999)),
+            "Thu, 01 Jan 1970 00:00:00 GMT"
+        );
+        assert_eq!(date.at(at(1)), "Thu, 01 Jan 1970 00:00:01 GMT");
     }
 
     #[test]

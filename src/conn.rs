@@ -1,5 +1,5 @@
-//! One client connection: its phase, its read buffer, its queue of unsent
-//! bytes, and what the kernel last told us about its socket.
+//! One client connection: its socket, its phase, its queue of unsent
+//! bytes, and what the kernel last told us about it.
 //!
 //! # Phases
 //!
@@ -9,13 +9,13 @@
 //!              ▼
 //!   ┌───── Request ◀────┐  read a head (and body), answer it, and for a
 //!   │        │   └──────┘  keep-alive connection go round again
-//!   │        │ GET /events
+//!   │        │ start_stream (GET /events)
 //!   │        ▼
 //!   │      Stream          events are queued until the peer leaves,
 //!   │        │             falls too far behind, or we shut down
-//!   │        ▼
+//!   │        ▼ begin_closing
 //!   └───▶ Closing          the last answer is flushed, then the write side
-//!            │             is shut
+//!            │ flushed     is shut
 //!            ▼
 //!        Lingering         we read (and drop) until the peer closes too,
 //!            │             so a close never resets an unread answer
@@ -23,22 +23,29 @@
 //!          closed          the slab slot is freed
 //! ```
 //!
+//! Every arrow is a method here ([`Conn::start_stream`],
+//! [`Conn::begin_closing`], [`Conn::peer_closed`], [`Conn::flushed`]); the
+//! loop calls them and acts on what they return.
+//!
 //! # Readiness as data
 //!
 //! The socket is registered once, for both reading and writing, with
 //! edge-triggered `epoll`. An edge says "something changed", so we keep what
-//! it told us in `readable` / `writable` and act on those bits: a bit is set
-//! by an event and cleared only when a system call answers `WouldBlock`. A
-//! write is therefore tried straight away whenever the last one did not
-//! block, and only bytes the kernel would not take wait for the next
-//! writable edge. No `reregister` is ever needed.
+//! it told us in a [`Readiness`] and act on those bits: a bit is set by an
+//! event and cleared when a system call answers `WouldBlock`, or, for
+//! reading, when a read comes back short (a TCP read returns everything
+//! buffered up to the buffer's size, so a short one means "drained", and
+//! new data will raise a new edge). A write is therefore tried straight
+//! away whenever the last one did not block, and only bytes the kernel
+//! would not take wait for the next writable edge. No `reregister` is ever
+//! needed.
 //!
 //! # The write queue
 //!
 //! The queue holds [`Frame`]s, reference-counted and shared: one published
 //! event is one allocation however many subscribers queue it. A flush hands
-//! every queued frame (up to [`MAX_IOVECS`]) to one `writev`. The queue is bounded by
-//! `--max-queue`, enforced by the server when it queues an event.
+//! every queued frame (up to [`MAX_IOVECS`]) to one `writev`. The server
+//! bounds the queue with `--max-queue`.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
@@ -46,14 +53,12 @@ use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::Instant;
 
+use mio::event::Event;
 use mio::net::TcpStream;
 
-use crate::http::chunked::{ChunkError, ChunkedDecoder};
-use crate::http::request::{parse_head, BodyFraming};
-use crate::http::response::CONTINUE;
-use crate::http::{Rejection, Request};
+use crate::frame::Frame;
+use crate::http::reader::RequestReader;
 use crate::hub::Topics;
-use crate::sse::Frame;
 use crate::trace;
 
 /// Most frames handed to one `writev`: Linux's `IOV_MAX`.
@@ -62,53 +67,100 @@ pub const MAX_IOVECS: usize = 1024;
 /// Where the connection is in its life. See the module docs for the diagram.
 #[derive(Debug)]
 pub enum Phase {
-    /// Boxed: a stream, the phase most connections live in, then needs
-    /// only a `Subscription`'s room in every slab entry, not this.
+    /// Reading requests and answering them. Boxed: a stream, the phase most
+    /// connections live in, then needs only a `Subscription`'s room in
+    /// every slab entry.
     Request(Box<Reading>),
+    /// An open event stream.
     Stream(Subscription),
-    Closing,
+    /// The last answer is queued; the connection closes once it is sent.
+    Closing {
+        /// The peer has sent its EOF: close straight after the flush.
+        peer_gone: bool,
+    },
+    /// Our write side is shut; reading on to the peer's EOF.
     Lingering,
 }
 
-/// Reading a request: bytes received but not yet used, and the body being
-/// collected once a head asked for one.
+/// A connection that reads requests.
 #[derive(Debug)]
 pub struct Reading {
-    buf: Vec<u8>,
-    /// How much of `buf` has been parsed already (compacted after a batch).
-    start: usize,
-    /// When the current request must have arrived in full.
+    /// The sans-IO request reader (`http/reader.rs`).
+    pub reader: RequestReader,
+    /// When the current request must have arrived in full (`408` after).
     pub deadline: Instant,
-    body: Option<Box<PendingBody>>,
-}
-
-/// A request whose head has arrived and whose body is still coming.
-#[derive(Debug)]
-struct PendingBody {
-    request: Request,
-    decoder: BodyDecoder,
-}
-
-#[derive(Debug)]
-enum BodyDecoder {
-    Length { remaining: u64 },
-    Chunked(ChunkedDecoder),
 }
 
 /// An open event stream.
 #[derive(Debug)]
 pub struct Subscription {
+    /// What the stream receives.
     pub topics: Topics,
     /// When bytes were last queued, for the heartbeat.
     pub last_sent: Instant,
 }
 
+/// What the kernel has told us about the socket, one bit each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Readiness(u8);
+
+impl Readiness {
+    const READABLE: u8 = 1;
+    const WRITABLE: u8 = 2;
+    /// The peer's FIN has arrived (`EPOLLRDHUP`): no edge follows it, so a
+    /// short read no longer means "drained"; read on to the EOF.
+    const FIN: u8 = 4;
+
+    /// A fresh socket: worth a read (the request may be there already) and
+    /// a write. Both are confirmed by the first system call.
+    pub fn fresh() -> Self {
+        Readiness(Self::READABLE | Self::WRITABLE)
+    }
+
+    /// Adds what an event reports. Errors and hang-ups count as readable
+    /// and writable: the next call then returns the error or EOF.
+    pub fn note(&mut self, event: &Event) {
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.0 |= Self::READABLE;
+        }
+        if event.is_read_closed() || event.is_error() {
+            self.0 |= Self::FIN;
+        }
+        if event.is_writable() || event.is_write_closed() || event.is_error() {
+            self.0 |= Self::WRITABLE;
+        }
+    }
+
+    /// A read may find bytes (or the EOF).
+    pub fn readable(self) -> bool {
+        self.0 & Self::READABLE != 0
+    }
+
+    /// A write may be taken.
+    pub fn writable(self) -> bool {
+        self.0 & Self::WRITABLE != 0
+    }
+
+    /// The peer's FIN was reported.
+    pub fn fin(self) -> bool {
+        self.0 & Self::FIN != 0
+    }
+
+    fn clear(&mut self, bit: u8) {
+        self.0 &= !bit;
+    }
+}
+
 /// What one `read` brought.
 #[derive(Debug)]
 pub enum ReadOutcome {
+    /// This many bytes, now at the start of the buffer.
     Data(usize),
+    /// Nothing there now; a new edge will say when there is.
     WouldBlock,
+    /// The peer sent its FIN and everything before it has been read.
     Eof,
+    /// The socket failed.
     Error(io::Error),
 }
 
@@ -117,32 +169,66 @@ pub enum ReadOutcome {
 pub enum FlushOutcome {
     /// The queue is empty; `released` bytes of queue buffer were freed.
     Done {
+        /// Queue memory handed back to the allocator.
         released: usize,
     },
     /// The kernel's buffer is full; the rest waits for a writable edge.
     Blocked,
+    /// The socket failed.
     Error(io::Error),
+}
+
+/// What the loop does after the peer's EOF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterEof {
+    /// Nothing more to send: free the slot.
+    Close,
+    /// Answers are queued: deliver them, then close.
+    FinishAnswers,
+}
+
+/// What the loop does once the queue has been written out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFlush {
+    /// Nothing: wait for the next event.
+    Idle,
+    /// Go on reading requests that backpressure held back.
+    ResumeReading,
+    /// Our write side is shut: read on to the peer's EOF, within the linger.
+    Linger,
+    /// All said: free the slot.
+    Close,
 }
 
 /// Why a connection was closed, for the logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
+    /// The peer sent EOF.
     PeerClosed,
+    /// A read failed.
     ReadError,
+    /// A write failed.
     WriteError,
+    /// A subscriber fell more than `--max-queue` behind.
     Evicted,
+    /// A quiet keep-alive connection, or a client that never read its answer.
     IdleTimeout,
+    /// The last answer was delivered.
     Finished,
+    /// The server is shutting down.
     Shutdown,
 }
 
+/// One client connection.
 #[derive(Debug)]
 pub struct Conn {
+    /// The socket.
     pub stream: TcpStream,
     /// Unique for the life of the process; also the `client` id sent in
     /// the `connected` event, and what tells a timer entry for this
     /// connection from one for an earlier occupant of the same slab slot.
     pub id: u64,
+    /// Where the connection is in its life.
     pub phase: Phase,
     /// Frames to send, oldest first: 8 bytes each, a pointer to bytes that
     /// every subscriber shares.
@@ -151,46 +237,29 @@ pub struct Conn {
     /// be part-sent, so one offset serves the whole queue.
     front_sent: usize,
     queued: usize,
+    /// What the kernel reported.
+    pub readiness: Readiness,
     /// An HTTP/1.1 stream: frames are sent whole, chunk framing included.
     chunked: bool,
-    pub readable: bool,
-    pub writable: bool,
-    /// The peer sent EOF: never read again.
-    pub peer_closed: bool,
-    /// An event said the peer's FIN has arrived (`EPOLLRDHUP`): read on to
-    /// the EOF instead of trusting a short read to mean "drained".
-    pub fin_pending: bool,
-    /// Already on the server's list of connections to flush this turn.
-    pub dirty: bool,
-    /// A `Deadline` timer entry exists for this connection.
-    pub deadline_armed: bool,
     /// Accepted over `--max-conns`: answered with a refusal, then closed.
     pub over_capacity: bool,
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, id: u64, deadline: Instant) -> Self {
+    /// A fresh connection, reading its first request until `deadline`.
+    pub fn new(stream: TcpStream, id: u64, max_body: usize, deadline: Instant) -> Self {
         Conn {
             stream,
             id,
             phase: Phase::Request(Box::new(Reading {
-                buf: Vec::new(),
-                start: 0,
+                reader: RequestReader::new(max_body),
                 deadline,
-                body: None,
             })),
             queue: VecDeque::new(),
             front_sent: 0,
             queued: 0,
+            readiness: Readiness::fresh(),
             chunked: false,
-            // A fresh socket is writable; a read may find the request
-            // already there. Both bits are confirmed by the first call.
-            readable: true,
-            writable: true,
-            peer_closed: false,
-            fin_pending: false,
-            dirty: false,
-            deadline_armed: false,
             over_capacity: false,
         }
     }
@@ -200,129 +269,57 @@ impl Conn {
         self.queued
     }
 
+    /// Something is queued.
     pub fn has_pending_output(&self) -> bool {
         !self.queue.is_empty()
     }
 
-    /// True while reading requests and nothing of the next one has arrived:
-    /// an idle keep-alive connection, which times out silently.
-    pub fn is_idle(&self) -> bool {
-        match &self.phase {
-            Phase::Request(reading) => reading.body.is_none() && reading.start == reading.buf.len(),
-            _ => false,
+    /// The request reader, while the connection reads requests.
+    pub fn reading(&mut self) -> Option<&mut Reading> {
+        match &mut self.phase {
+            Phase::Request(reading) => Some(reading),
+            _ => None,
         }
     }
 
-    /// Reads once into `scratch`.
-    pub fn read(&mut self, scratch: &mut [u8], tracing: bool) -> ReadOutcome {
+    /// Reading requests, and nothing of the next one has arrived: an idle
+    /// keep-alive connection, which times out silently.
+    pub fn is_idle(&self) -> bool {
+        matches!(&self.phase, Phase::Request(reading) if reading.reader.is_idle())
+    }
+
+    /// Whether the loop should read this socket now.
+    pub fn wants_read(&self) -> bool {
+        self.readiness.readable() && !matches!(self.phase, Phase::Closing { peer_gone: true })
+    }
+
+    /// Reads once into `buf`. A short read clears the readable bit (unless
+    /// a FIN is pending: then only the EOF itself ends the reading).
+    pub fn read(&mut self, buf: &mut [u8], tracing: bool) -> ReadOutcome {
         loop {
-            return match self.stream.read(scratch) {
+            return match self.stream.read(buf) {
                 Ok(0) => ReadOutcome::Eof,
                 Ok(n) => {
                     if tracing {
-                        trace::bytes(self.id, trace::Direction::In, &scratch[..n]);
+                        trace::bytes(self.id, trace::Direction::In, &buf[..n]);
+                    }
+                    if n < buf.len() && !self.readiness.fin() {
+                        self.readiness.clear(Readiness::READABLE);
                     }
                     ReadOutcome::Data(n)
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::WouldBlock,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readiness.clear(Readiness::READABLE);
+                    ReadOutcome::WouldBlock
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => ReadOutcome::Error(e),
             };
         }
     }
 
-    /// Keeps bytes that arrived while reading requests; other phases drop
-    /// what the peer sends.
-    pub fn absorb(&mut self, data: &[u8]) {
-        if let Phase::Request(reading) = &mut self.phase {
-            reading.buf.extend_from_slice(data);
-        }
-    }
-
-    /// The next complete request in the read buffer, body included.
-    ///
-    /// `Ok(None)` means more bytes are needed. A head with `Expect:
-    /// 100-continue` whose body has not started queues `100 Continue`.
-    pub fn next_request(&mut self, max_body: usize) -> Result<Option<Request>, Rejection> {
-        let Phase::Request(reading) = &mut self.phase else {
-            return Ok(None);
-        };
-        if reading.body.is_none() {
-            let Some((request, used)) = parse_head(&reading.buf[reading.start..])? else {
-                return Ok(None);
-            };
-            reading.start += used;
-            let decoder = match request.framing {
-                BodyFraming::None => return Ok(Some(request)),
-                BodyFraming::Length(length) if length > max_body as u64 => {
-                    return Err(Rejection::PayloadTooLarge)
-                }
-                BodyFraming::Length(length) => BodyDecoder::Length { remaining: length },
-                BodyFraming::Chunked => BodyDecoder::Chunked(ChunkedDecoder::new()),
-            };
-            let send_continue = request.expect_continue && reading.start == reading.buf.len();
-            reading.body = Some(Box::new(PendingBody { request, decoder }));
-            if send_continue {
-                self.enqueue(Frame::raw(CONTINUE.to_vec()));
-                return Ok(None);
-            }
-        }
-        let Phase::Request(reading) = &mut self.phase else {
-            return Ok(None);
-        };
-        let Some(pending) = reading.body.as_mut() else {
-            return Ok(None);
-        };
-        let input = &reading.buf[reading.start..];
-        let body = &mut pending.request.body;
-        let done = match &mut pending.decoder {
-            BodyDecoder::Length { remaining } => {
-                let take = (*remaining).min(input.len() as u64) as usize;
-                body.extend_from_slice(&input[..take]);
-                reading.start += take;
-                *remaining -= take as u64;
-                *remaining == 0
-            }
-            BodyDecoder::Chunked(decoder) => {
-                let used = decoder
-                    .decode(input, body, max_body)
-                    .map_err(|error| match error {
-                        ChunkError::TooLarge => Rejection::PayloadTooLarge,
-                        ChunkError::Malformed(why) => Rejection::BadRequest(why),
-                    })?;
-                reading.start += used;
-                decoder.is_done()
-            }
-        };
-        Ok(if done {
-            reading.body.take().map(|pending| pending.request)
-        } else {
-            None
-        })
-    }
-
-    /// Drops parsed bytes from the read buffer; frees it when empty, so an
-    /// idle keep-alive connection holds no buffer at all.
-    pub fn compact(&mut self) {
-        if let Phase::Request(reading) = &mut self.phase {
-            if reading.start == reading.buf.len() {
-                reading.buf = Vec::new();
-            } else if reading.start > 0 {
-                reading.buf.drain(..reading.start);
-            }
-            reading.start = 0;
-        }
-    }
-
-    /// Starts the next request's clock.
-    pub fn set_deadline(&mut self, deadline: Instant) {
-        if let Phase::Request(reading) = &mut self.phase {
-            reading.deadline = deadline;
-        }
-    }
-
-    /// Becomes an event stream: the read buffer (and anything pipelined
-    /// after `GET /events`) is dropped.
+    /// Request → Stream: the connection becomes an event stream. Anything
+    /// pipelined after `GET /events` is dropped with the reader.
     pub fn start_stream(&mut self, topics: Topics, chunked: bool, now: Instant) {
         self.chunked = chunked;
         self.phase = Phase::Stream(Subscription {
@@ -331,10 +328,66 @@ impl Conn {
         });
     }
 
+    /// Any phase → Closing: what is queued is the last thing sent. Returns
+    /// the subscription a stream had, for the caller to unsubscribe.
+    pub fn begin_closing(&mut self) -> Option<Subscription> {
+        match std::mem::replace(&mut self.phase, Phase::Closing { peer_gone: false }) {
+            Phase::Stream(subscription) => Some(subscription),
+            Phase::Closing { peer_gone } => {
+                self.phase = Phase::Closing { peer_gone };
+                None
+            }
+            Phase::Lingering => {
+                self.phase = Phase::Lingering;
+                None
+            }
+            Phase::Request(_) => None,
+        }
+    }
+
+    /// The peer sent EOF. A stream's subscriber has left; a connection
+    /// with answers queued still delivers them (the half-read request
+    /// behind them, if any, never will be answered).
+    pub fn peer_closed(&mut self) -> AfterEof {
+        self.readiness.clear(Readiness::READABLE);
+        match self.phase {
+            Phase::Request(_) | Phase::Closing { .. } if self.has_pending_output() => {
+                self.phase = Phase::Closing { peer_gone: true };
+                AfterEof::FinishAnswers
+            }
+            _ => AfterEof::Close,
+        }
+    }
+
+    /// The queue is empty: what now? While shutting down nobody waits for a
+    /// lingering close. Closing → Lingering shuts our write side, so the
+    /// peer reads EOF after the last answer.
+    pub fn flushed(&mut self, shutting_down: bool) -> AfterFlush {
+        match &self.phase {
+            Phase::Closing { peer_gone } if *peer_gone || shutting_down => AfterFlush::Close,
+            Phase::Closing { .. } => {
+                let _ = self.stream.shutdown(Shutdown::Write);
+                self.phase = Phase::Lingering;
+                // Read on to the peer's EOF; whatever it sends is dropped.
+                self.readiness.0 |= Readiness::READABLE;
+                AfterFlush::Linger
+            }
+            Phase::Request(reading) if self.readiness.readable() || reading.reader.has_held() => {
+                AfterFlush::ResumeReading
+            }
+            _ => AfterFlush::Idle,
+        }
+    }
+
     /// Puts a frame on the queue. Returns the unsent byte count after.
+    /// A frame with nothing to send on this connection (the last chunk, to
+    /// an HTTP/1.0 stream) is not queued at all.
     pub fn enqueue(&mut self, frame: Rc<Frame>) -> usize {
-        self.queued += frame.wire(self.chunked).len();
-        self.queue.push_back(frame);
+        let len = frame.wire(self.chunked).len();
+        if len > 0 {
+            self.queued += len;
+            self.queue.push_back(frame);
+        }
         self.queued
     }
 
@@ -345,18 +398,17 @@ impl Conn {
         let mut written = 0;
         let mut released = 0;
         while !self.queue.is_empty() {
-            if !self.writable {
+            if !self.readiness.writable() {
                 return (FlushOutcome::Blocked, written);
             }
-            let result = self.write_queued(tracing);
-            match result {
+            match self.write_queued(tracing) {
                 Ok(0) => return (FlushOutcome::Error(io::ErrorKind::WriteZero.into()), written),
                 Ok(n) => {
                     written += n;
                     released += self.consume(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.writable = false;
+                    self.readiness.clear(Readiness::WRITABLE);
                     return (FlushOutcome::Blocked, written);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -373,38 +425,36 @@ impl Conn {
         const ON_STACK: usize = 16;
         let chunked = self.chunked;
         let front_sent = self.front_sent;
-        let n = if self.queue.len() == 1 {
-            let only = unsent(&self.queue[0], 0, chunked, front_sent);
+        let unsent = |index, frame| unsent(frame, index, chunked, front_sent);
+        if self.queue.len() == 1 {
+            let only = unsent(0, &self.queue[0]);
             let n = self.stream.write(only)?;
             if tracing {
                 trace::bytes(self.id, trace::Direction::Out, &only[..n]);
             }
-            n
-        } else if self.queue.len() <= ON_STACK {
-            let mut slices = [IoSlice::new(&[]); ON_STACK];
-            for (index, (slot, frame)) in slices.iter_mut().zip(self.queue.iter()).enumerate() {
-                *slot = IoSlice::new(unsent(frame, index, chunked, front_sent));
+            return Ok(n);
+        }
+        let mut on_stack = [IoSlice::new(&[]); ON_STACK];
+        let on_heap: Vec<IoSlice<'_>>;
+        let slices: &[IoSlice<'_>] = if self.queue.len() <= ON_STACK {
+            for (index, (slot, frame)) in on_stack.iter_mut().zip(self.queue.iter()).enumerate() {
+                *slot = IoSlice::new(unsent(index, frame));
             }
-            let slices = &slices[..self.queue.len()];
-            let n = self.stream.write_vectored(slices)?;
-            if tracing {
-                trace::slices(self.id, slices, n);
-            }
-            n
+            &on_stack[..self.queue.len()]
         } else {
-            let slices: Vec<IoSlice<'_>> = self
+            on_heap = self
                 .queue
                 .iter()
                 .take(MAX_IOVECS)
                 .enumerate()
-                .map(|(index, frame)| IoSlice::new(unsent(frame, index, chunked, front_sent)))
+                .map(|(index, frame)| IoSlice::new(unsent(index, frame)))
                 .collect();
-            let n = self.stream.write_vectored(&slices)?;
-            if tracing {
-                trace::slices(self.id, &slices, n);
-            }
-            n
+            &on_heap
         };
+        let n = self.stream.write_vectored(slices)?;
+        if tracing {
+            trace::slices(self.id, slices, n);
+        }
         Ok(n)
     }
 
@@ -436,12 +486,6 @@ impl Conn {
         }
         0
     }
-
-    /// Shuts our write side: the peer reads EOF after the last answer.
-    pub fn shutdown_write(&mut self) {
-        let _ = self.stream.shutdown(Shutdown::Write);
-        self.phase = Phase::Lingering;
-    }
 }
 
 /// What is left to write of the frame at `index` in a queue whose front
@@ -461,53 +505,8 @@ mod tests {
         let client = StdStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
         server.set_nonblocking(true).unwrap();
-        let conn = Conn::new(TcpStream::from_std(server), 1, Instant::now());
+        let conn = Conn::new(TcpStream::from_std(server), 1, 1024, Instant::now());
         (conn, client)
-    }
-
-    #[test]
-    fn parses_pipelined_requests_with_bodies() {
-        let (mut conn, _client) = pair();
-        let input = b"POST /publish HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloPOST /publish HTTP/1.1\r\n\
-                      Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /stats HTTP/1.1\r\n\r\n";
-        // Feed a byte at a time: every split point must work.
-        let mut got = Vec::new();
-        for byte in input.iter() {
-            conn.absorb(&[*byte]);
-            while let Some(request) = conn.next_request(1024).unwrap() {
-                got.push((request.path().to_string(), request.body));
-            }
-            conn.compact();
-        }
-        assert_eq!(
-            got,
-            vec![
-                ("/publish".to_string(), b"hello".to_vec()),
-                ("/publish".to_string(), b"abc".to_vec()),
-                ("/stats".to_string(), Vec::new()),
-            ]
-        );
-        assert!(conn.is_idle());
-    }
-
-    #[test]
-    fn refuses_bodies_over_the_limit() {
-        let (mut conn, _client) = pair();
-        conn.absorb(b"POST /publish HTTP/1.1\r\nContent-Length: 100\r\n\r\n");
-        assert_eq!(conn.next_request(10), Err(Rejection::PayloadTooLarge));
-        let (mut conn, _client) = pair();
-        conn.absorb(b"POST /publish HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n");
-        assert_eq!(conn.next_request(10), Err(Rejection::PayloadTooLarge));
-    }
-
-    #[test]
-    fn answers_expect_continue_before_the_body() {
-        let (mut conn, _client) = pair();
-        conn.absorb(b"POST /publish HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
-        assert_eq!(conn.next_request(10), Ok(None));
-        assert_eq!(conn.queued(), CONTINUE.len());
-        conn.absorb(b"hi");
-        assert_eq!(conn.next_request(10).unwrap().unwrap().body, b"hi");
     }
 
     #[test]
@@ -528,11 +527,11 @@ mod tests {
     }
 
     #[test]
-    fn unchunked_streams_send_the_body_only() {
+    fn unchunked_streams_send_the_body_only_and_no_last_chunk() {
         let (mut conn, mut client) = pair();
         conn.start_stream(Topics::All, false, Instant::now());
         conn.enqueue(Frame::chunk(b"data: y\n\n"));
-        assert_eq!(conn.queued(), 9);
+        assert_eq!(conn.enqueue(Frame::last_chunk()), 9);
         conn.flush(false);
         let mut got = [0; 9];
         client.read_exact(&mut got).unwrap();
@@ -550,5 +549,27 @@ mod tests {
         assert_eq!(conn.front_sent, 1);
         conn.consume(3);
         assert!(!conn.has_pending_output());
+    }
+
+    #[test]
+    fn phase_transitions() {
+        let (mut conn, _client) = pair();
+        assert!(conn.is_idle());
+        assert_eq!(conn.peer_closed(), AfterEof::Close);
+        let (mut conn, _client) = pair();
+        conn.enqueue(Frame::raw(b"answer".to_vec()));
+        assert_eq!(conn.peer_closed(), AfterEof::FinishAnswers);
+        assert!(matches!(conn.phase, Phase::Closing { peer_gone: true }));
+        assert!(!conn.wants_read());
+        assert_eq!(conn.flushed(false), AfterFlush::Close);
+
+        let (mut conn, _client) = pair();
+        conn.start_stream(Topics::All, true, Instant::now());
+        assert!(conn.begin_closing().is_some());
+        assert!(conn.begin_closing().is_none(), "closing twice is closing");
+        assert_eq!(conn.flushed(true), AfterFlush::Close);
+        assert_eq!(conn.flushed(false), AfterFlush::Linger);
+        assert!(matches!(conn.phase, Phase::Lingering));
+        assert!(conn.wants_read());
     }
 }

@@ -30,7 +30,8 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::rc::Rc;
 
-use crate::sse::{self, EncodeError, Frame};
+use crate::frame::Frame;
+use crate::sse::{self, EncodeError};
 
 /// A subscriber, named by its connection's slab key.
 pub type Key = usize;
@@ -47,7 +48,9 @@ pub const TICK_TOPIC: &str = "tick";
 /// One published event, as kept in history.
 #[derive(Debug)]
 pub struct Event {
+    /// Its id, one of the global sequence.
     pub id: u64,
+    /// Its topic.
     pub topic: Rc<str>,
     /// The encoded, chunk-framed event, shared by every queue it goes to.
     pub frame: Rc<Frame>,
@@ -65,9 +68,13 @@ pub enum Topics {
 /// A topic name or list we refuse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TopicError {
+    /// An empty name.
     Empty,
+    /// A name longer than [`MAX_TOPIC_LEN`].
     TooLong,
+    /// A name with a control character (a line break, say).
     ControlCharacter,
+    /// More than [`MAX_TOPICS`] topics on one stream.
     TooMany,
 }
 
@@ -119,6 +126,7 @@ impl Topics {
         })
     }
 
+    /// Whether an event on `topic` is for this subscriber.
     pub fn matches(&self, topic: &str) -> bool {
         match self {
             Topics::All => true,
@@ -165,6 +173,7 @@ impl Hub {
         }
     }
 
+    /// Subscriber `key` receives `topics` from now on.
     pub fn subscribe(&mut self, key: Key, topics: &Topics) {
         match topics {
             Topics::All => {
@@ -179,6 +188,7 @@ impl Hub {
         self.subscribers += 1;
     }
 
+    /// Subscriber `key`, which held `topics`, has gone.
     pub fn unsubscribe(&mut self, key: Key, topics: &Topics) {
         match topics {
             Topics::All => {
@@ -196,6 +206,11 @@ impl Hub {
             }
         }
         self.subscribers = self.subscribers.saturating_sub(1);
+    }
+
+    /// How many subscribers an event on `topic` reaches.
+    pub fn audience(&self, topic: &str) -> usize {
+        self.everything.len() + self.by_topic.get(topic).map_or(0, BTreeSet::len)
     }
 
     /// Every subscriber that should receive an event on `topic`. Each key
@@ -254,10 +269,12 @@ impl Hub {
         Replay { gap, events }
     }
 
+    /// Open streams.
     pub fn subscriber_count(&self) -> usize {
         self.subscribers
     }
 
+    /// Events kept for replay.
     pub fn history_len(&self) -> usize {
         self.history.len()
     }

@@ -7,38 +7,60 @@
 //!
 //! # Layout
 //!
-//! Read in this order to follow a byte from `accept()` to the browser:
+//! Three layers, each ignorant of the one above it: the **loop** knows
+//! sockets and time, the **application** knows requests and events, the
+//! **wire** knows bytes. Read in this order to follow a byte from
+//! `accept()` to the browser:
 //!
-//! - [`config`]: the command line, parsed and validated into a `Config`.
-//! - [`server`]: the event loop: `Poll`, listeners, the slab of connections,
-//!   accept, dispatch, fan-out, timers, shutdown.
-//! - [`conn`]: one connection: its phase, read buffer, write queue and
-//!   readiness bits; `writev` of shared frames.
-//! - [`http`]: sans-IO HTTP/1.1: request heads via `httparse` with their
-//!   limits, chunked bodies, query strings, responses and every refusal.
+//! - [`config`]: the command line and `SSED_*` environment, validated into
+//!   a [`Config`].
+//!
+//! The loop:
+//! - [`server`]: `Poll`, listeners, the slab of connections; accept, read,
+//!   apply the application's answers, flush, close, shut down.
+//! - [`conn`]: one socket: its phase and the transitions between phases,
+//!   what the kernel reported (readiness), the queue of shared frames.
+//! - [`timer`]: deadlines as a heap, one kind per timeout (408, linger,
+//!   heartbeat), the ticker, the accept back-off, the shutdown grace.
+//! - [`signal`], [`os`]: SIGINT/SIGTERM via a self-pipe; the fd limit,
+//!   listen backlog and `TCP_NODELAY`. The only `unsafe` in the crate.
+//!
+//! The application (no `mio` here):
+//! - [`service`]: a request in, an answer out (respond, publish and fan
+//!   out, open a stream); the ticker and `--stdin`; the one `publish`.
 //! - [`routes`]: `(method, path)` to a route, or `404`/`405`.
-//! - [`handlers`]: what each route answers; publish and subscribe checks.
-//! - [`hub`]: topics, subscribers, the global id, the history ring, replay.
-//! - [`sse`]: the `text/event-stream` encoding, framed once per event.
-//! - [`timer`]: deadlines (408s, heartbeats, the ticker) as a heap.
+//! - [`params`]: what a publish or a subscription asks for, checked.
+//! - [`auth`]: the publish bearer token.
+//! - [`hub`]: topics, subscribers, the global id, the history ring, replay
+//!   and the gap rule.
 //! - [`stats`]: counters; `/stats` JSON and `/metrics` text.
+//! - [`rng`]: spreading reconnects.
+//!
+//! The wire (pure functions of bytes):
+//! - [`http`]: HTTP/1.1: the request reader, heads via `httparse` with
+//!   their limits, chunked bodies, query strings, responses and every
+//!   refusal.
+//! - [`sse`]: the `text/event-stream` text, as WHATWG defines it.
+//! - [`frame`]: chunk framing, done once per event and shared.
 //! - [`clock`]: wall-clock formatting for ticks, `Date` and ids.
-//! - [`signal`], [`os`]: SIGINT/SIGTERM via a self-pipe; the fd limit and
-//!   listen backlog. The only `unsafe` in the crate.
 //! - [`trace`]: `--trace`, every byte in and out, escaped.
 
 #![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_debug_implementations, rust_2018_idioms)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod conn;
-pub mod handlers;
+pub mod frame;
 pub mod http;
 pub mod hub;
 pub mod os;
+pub mod params;
+pub mod rng;
 pub mod routes;
 pub mod server;
+pub mod service;
 pub mod signal;
 pub mod sse;
 pub mod stats;
@@ -106,7 +128,8 @@ fn spawn_stdin_reader(waker: std::sync::Arc<mio::Waker>, max_line: usize) -> mps
         let mut line = Vec::new();
         loop {
             line.clear();
-            match io::Read::take(&mut input, max_line as u64 + 1).read_until(b'\n', &mut line) {
+            let limit = u64::try_from(max_line).unwrap_or(u64::MAX).saturating_add(1);
+            match io::Read::take(&mut input, limit).read_until(b'\n', &mut line) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }

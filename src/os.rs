@@ -19,8 +19,11 @@ use std::os::fd::AsRawFd;
 /// Soft and hard `RLIMIT_NOFILE`, before and after raising.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileLimit {
+    /// The soft limit the process started with.
     pub soft_before: u64,
+    /// The soft limit now.
     pub soft: u64,
+    /// The hard limit, which an unprivileged process cannot raise.
     pub hard: u64,
 }
 

@@ -19,13 +19,21 @@ use crate::http::{Method, Rejection};
 /// Where a request is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
+    /// `/`: the demo page.
     Page,
+    /// `/events`: the event stream.
     Events,
+    /// `POST /publish`: publish the body.
     Publish,
+    /// `GET /broadcast?msg=`: publish the query's message.
     Broadcast,
+    /// `/stats`: JSON counters.
     Stats,
+    /// `/metrics`: Prometheus text.
     Metrics,
+    /// `/healthz`.
     Health,
+    /// `OPTIONS`: the CORS preflight.
     Preflight,
 }
 
@@ -33,6 +41,7 @@ pub enum Route {
 const READ_ONLY: &str = "GET, HEAD, OPTIONS";
 const POST_ONLY: &str = "POST, OPTIONS";
 
+/// The route for `method` on `path`, or why there is none.
 pub fn route(method: Method, path: &str) -> Result<Route, Rejection> {
     let (route, allow) = match path {
         "/" => (Route::Page, READ_ONLY),

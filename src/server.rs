@@ -1,6 +1,11 @@
 //! The event loop: one `mio::Poll`, the listeners, the slab of connections,
 //! and the turn of the loop that ties them together.
 //!
+//! The loop knows sockets and time, not HTTP semantics: it reads bytes,
+//! hands them to each connection's request reader (`http/reader.rs`),
+//! gives every complete request to the [`Service`], and applies the
+//! [`Answer`] it gets back to the connection.
+//!
 //! # One turn of the loop
 //!
 //! ```text
@@ -9,10 +14,12 @@
 //!    ├─ listener ready ──▶ accept until WouldBlock, register each socket once
 //!    ├─ signal pipe ─────▶ begin graceful shutdown
 //!    ├─ waker ───────────▶ lines from --stdin, or a Handle's shutdown
-//!    └─ connection ready ─▶ note readiness; read; parse; route; answer or
-//!                           publish (queue the shared frame on every
-//!                           subscriber, mark each one dirty)
-//!  fire due timers (408s, heartbeats, the ticker)
+//!    └─ connection ready ─▶ note readiness; read; RequestReader::read;
+//!                           Service::handle; apply the answer: queue a
+//!                           response, open a stream, or fan a published
+//!                           event out (one shared frame on every
+//!                           subscriber's queue, each marked dirty)
+//!  fire due timers (408s, lingers, heartbeats, the ticker)
 //!  flush every dirty connection: one writev each, whatever was queued
 //! ```
 //!
@@ -31,11 +38,10 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
@@ -43,23 +49,24 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::clock;
+use crate::clock::Now;
 use crate::config::Config;
-use crate::conn::{CloseReason, Conn, FlushOutcome, Phase, ReadOutcome};
-use crate::handlers;
-use crate::http::response::stream_head;
-use crate::http::{Framing, Method, Rejection, Request, Response};
-use crate::hub::{self, Hub};
+use crate::conn::{AfterEof, AfterFlush, CloseReason, Conn, FlushOutcome, Phase, ReadOutcome};
+use crate::frame::Frame;
+use crate::http::reader::Step;
+use crate::http::response::CONTINUE;
+use crate::http::{Rejection, Request};
 use crate::os;
-use crate::routes::{self, Route};
+use crate::service::{Answer, Caller, Delivery, OpenStream, Service};
 use crate::signal::Signals;
-use crate::sse::{self, Frame};
-use crate::stats::{Counters, Snapshot};
+use crate::stats::Snapshot;
 use crate::timer::{Kind, Timers};
 
+/// Most `--listen` addresses.
 pub const MAX_LISTENERS: usize = 12;
 const SIGNAL: Token = Token(MAX_LISTENERS);
 const WAKER: Token = Token(MAX_LISTENERS + 1);
+/// The token of the connection in slab slot 0.
 pub const FIRST_CONN: usize = MAX_LISTENERS + 4;
 
 /// Connections accepted over `--max-conns` and kept just long enough to
@@ -84,8 +91,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const TRIM_AFTER: usize = 16 * 1024 * 1024;
 /// Lines from `--stdin` published per turn.
 const STDIN_BATCH: usize = 1024;
-/// The first read from a socket goes here; only what a request still needs
-/// is copied into the connection's own buffer.
+/// Every read lands here first; the request reader keeps only what it
+/// must (an unfinished head, or requests held back by backpressure).
 const SCRATCH_SIZE: usize = 64 * 1024;
 
 /// Shuts a server down from another thread (used by tests and embedders;
@@ -97,20 +104,33 @@ pub struct Handle {
 }
 
 impl Handle {
+    /// Begins a graceful shutdown, as SIGTERM does.
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.waker.wake();
     }
 }
 
+/// A connection and the loop's own notes about it.
+#[derive(Debug)]
+struct Slot {
+    conn: Conn,
+    /// Already on the list of connections to flush this turn.
+    dirty: bool,
+    /// A [`Kind::Request`] timer entry exists.
+    request_timer: bool,
+    /// A [`Kind::Linger`] timer entry exists.
+    linger_timer: bool,
+}
+
+/// The event loop. See the module docs.
 #[derive(Debug)]
 pub struct Server {
     poll: Poll,
     listeners: Vec<TcpListener>,
-    conns: Slab<Conn>,
-    hub: Hub,
+    conns: Slab<Slot>,
+    service: Service,
     timers: Timers,
-    counters: Counters,
     config: Config,
     max_conns: usize,
     waker: Arc<Waker>,
@@ -125,11 +145,7 @@ pub struct Server {
     backlog: Vec<usize>,
     /// Subscribers to evict once the current fan-out is done.
     evictions: Vec<usize>,
-    /// The heartbeat comment, framed once for everyone.
-    ping: Rc<Frame>,
     next_conn_id: u64,
-    shutdown_deadline: Option<Instant>,
-    rng: Rng,
     fd_exhaustion_logged: bool,
     /// Queue buffer bytes freed since memory was last handed back.
     released_since_trim: usize,
@@ -157,12 +173,10 @@ impl Server {
             listeners.push(listener);
         }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let now = Instant::now();
-        let start_id = clock::unix_micros(SystemTime::now());
+        let now = Now::read();
         Ok(Server {
-            hub: Hub::new(start_id, config.history),
-            timers: Timers::new(now, config.tick),
-            counters: Counters::new(now),
+            service: Service::new(config.clone(), now),
+            timers: Timers::new(now.instant, config.tick),
             max_conns,
             poll,
             listeners,
@@ -176,16 +190,14 @@ impl Server {
             dirty: Vec::new(),
             backlog: Vec::new(),
             evictions: Vec::new(),
-            ping: Frame::chunk(sse::PING),
             next_conn_id: 1,
-            shutdown_deadline: None,
-            rng: Rng::seeded(start_id),
             fd_exhaustion_logged: false,
             released_since_trim: 0,
             config,
         })
     }
 
+    /// The addresses actually bound (port 0 resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
@@ -193,6 +205,7 @@ impl Server {
             .collect()
     }
 
+    /// A handle that shuts this server down from another thread.
     pub fn handle(&self) -> Handle {
         Handle {
             waker: self.waker.clone(),
@@ -220,17 +233,19 @@ impl Server {
         self.stdin = Some(lines);
     }
 
+    /// Current figures for `/stats` and `/metrics`.
+    pub fn snapshot(&self) -> Snapshot {
+        self.service.snapshot(Now::read())
+    }
+
     /// Runs until shut down; returns once every connection is closed.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let now = Instant::now();
             let timeout = if !self.backlog.is_empty() || self.stdin_pending {
                 Some(Duration::ZERO)
             } else {
-                let timers = self.timers.poll_timeout(now);
-                let shutdown = self.shutdown_deadline.map(|at| at.saturating_duration_since(now));
-                timers.into_iter().chain(shutdown).min()
+                self.timers.poll_timeout(Now::read().instant)
             };
             if let Err(error) = self.poll.poll(&mut events, timeout) {
                 if error.kind() == io::ErrorKind::Interrupted {
@@ -238,7 +253,7 @@ impl Server {
                 }
                 return Err(error);
             }
-            let now = Instant::now();
+            let now = Now::read();
             for event in events.iter() {
                 match event.token() {
                     Token(index) if index < self.listeners.len() => self.accept(index, now),
@@ -264,30 +279,17 @@ impl Server {
             }
             self.fire_timers(now);
             self.flush_dirty(now);
-            if let Some(deadline) = self.shutdown_deadline {
-                if self.conns.is_empty() || now >= deadline {
-                    info!("shut down with {} connection(s) still open", self.conns.len());
-                    return Ok(());
-                }
+            if self.timers.in_grace() && (self.conns.is_empty() || self.timers.grace_over(now.instant)) {
+                info!("shut down with {} connection(s) still open", self.conns.len());
+                return Ok(());
             }
-        }
-    }
-
-    /// Current figures for `/stats` and `/metrics`.
-    pub fn snapshot(&self, now: Instant) -> Snapshot {
-        Snapshot {
-            connections: self.conns.len(),
-            subscribers: self.hub.subscriber_count(),
-            history: self.hub.history_len(),
-            uptime_s: now.duration_since(self.counters.started).as_secs(),
-            counters: self.counters,
         }
     }
 
     // ----- accepting -----------------------------------------------------
 
-    fn accept(&mut self, index: usize, now: Instant) {
-        if self.timers.accepting_paused() || self.shutdown_deadline.is_some() {
+    fn accept(&mut self, index: usize, now: Now) {
+        if self.timers.accepting_paused() || self.timers.in_grace() {
             return;
         }
         loop {
@@ -311,7 +313,7 @@ impl Server {
                         warn!("accept: {e}; serving open connections, retrying accepts every 100 ms");
                         self.fd_exhaustion_logged = true;
                     }
-                    self.timers.pause_accepting(now + ACCEPT_BACKOFF);
+                    self.timers.pause_accepting(now.instant + ACCEPT_BACKOFF);
                     return;
                 }
                 Err(e) => {
@@ -323,13 +325,11 @@ impl Server {
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream, addr: SocketAddr, now: Instant) {
-        if self.conns.len() >= self.max_conns + OVERFLOW_SLOTS {
+    fn admit(&mut self, mut stream: TcpStream, addr: SocketAddr, now: Now) {
+        if self.conns.len() >= self.max_conns.saturating_add(OVERFLOW_SLOTS) {
             // Too many even to read the request: answer blind and close.
-            let response = Rejection::Overloaded { retry_after: 5 }.response();
-            let bytes = response.encode(self.framing(false, false, false));
-            let _ = io::Write::write(&mut stream, &bytes);
-            self.counters.rejected += 1;
+            let _ = io::Write::write(&mut stream, &self.service.overloaded(now));
+            self.service.counters().rejected += 1;
             return;
         }
         let key = self.conns.vacant_key();
@@ -350,386 +350,265 @@ impl Server {
         } else {
             self.config.header_timeout
         };
-        let mut conn = Conn::new(stream, id, now + timeout);
+        let mut conn = Conn::new(stream, id, self.config.max_body, now.instant + timeout);
         conn.over_capacity = over_capacity;
         // vacant_key() is the key insert() uses: the token matches the slot.
-        self.conns.insert(conn);
-        self.counters.accepted += 1;
-        if over_capacity {
-            self.counters.rejected += 1;
-        }
+        self.conns.insert(Slot {
+            conn,
+            dirty: false,
+            request_timer: false,
+            linger_timer: false,
+        });
+        let counters = self.service.counters();
+        counters.accepted += 1;
+        counters.rejected += u64::from(over_capacity);
+        counters.connections = self.conns.len();
         debug!("#{id} accepted from {addr}");
         // The request is often already here: read it now. Only if it is
-        // not complete does the connection need its request deadline, so a
+        // not complete does the connection need its request timer, so a
         // subscriber whose request came with the connection never has one.
         self.drive(key, now);
-        self.arm_deadline(key);
+        self.arm_request_timer(key);
     }
 
     // ----- reading and requests ------------------------------------------
 
-    fn on_ready(&mut self, key: usize, event: &mio::event::Event, now: Instant) {
-        let Some(conn) = self.conns.get_mut(key) else {
+    fn on_ready(&mut self, key: usize, event: &mio::event::Event, now: Now) {
+        let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            conn.readable = !conn.peer_closed;
-        }
-        if event.is_read_closed() || event.is_error() {
-            conn.fin_pending = true;
-        }
-        if event.is_writable() || event.is_write_closed() || event.is_error() {
-            conn.writable = true;
-            if conn.has_pending_output() {
-                self.mark_dirty(key);
-            }
+        slot.conn.readiness.note(event);
+        if slot.conn.readiness.writable() && slot.conn.has_pending_output() {
+            self.mark_dirty(key);
         }
         self.drive(key, now);
     }
 
     /// Reads what the socket has (within a budget) and acts on it.
-    fn drive(&mut self, key: usize, now: Instant) {
-        let tracing = self.config.trace;
-        // Requests already buffered, held back while the client was slow to
-        // read its answers, come before anything new.
+    fn drive(&mut self, key: usize, now: Now) {
+        // Requests held back while the client was slow to read its answers
+        // come before anything new.
         if self
             .conns
-            .get(key)
-            .is_some_and(|c| matches!(c.phase, Phase::Request(_)) && !c.is_idle())
+            .get_mut(key)
+            .and_then(|slot| slot.conn.reading())
+            .is_some_and(|reading| reading.reader.has_held())
         {
-            self.serve_requests(key, now);
+            self.serve_requests(key, &[], now);
         }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let finished = self.read_some(key, &mut scratch, now);
+        self.scratch = scratch;
+        if !finished {
+            self.backlog.push(key);
+        }
+    }
+
+    /// Up to [`MAX_READS_PER_TURN`] reads. Returns false if the socket may
+    /// have more, for the next turn.
+    fn read_some(&mut self, key: usize, scratch: &mut [u8], now: Now) -> bool {
         for _ in 0..MAX_READS_PER_TURN {
-            let Some(conn) = self.conns.get_mut(key) else {
-                return;
+            let Some(slot) = self.conns.get_mut(key) else {
+                return true;
             };
-            if !conn.readable {
-                return;
+            let conn = &mut slot.conn;
+            if !conn.wants_read() {
+                return true;
             }
             if matches!(conn.phase, Phase::Request(_)) && conn.queued() > RESPONSE_BACKPRESSURE {
                 // Resumed by flush_dirty once the client reads its answers.
-                return;
+                return true;
             }
-            match conn.read(&mut self.scratch, tracing) {
+            match conn.read(scratch, self.config.trace) {
                 ReadOutcome::Data(n) => {
-                    // A TCP read returns all that is buffered, up to the
-                    // buffer's size: a short read means the socket is
-                    // drained, and more data will raise a new edge. That
-                    // spares the read that would only say WouldBlock (one
-                    // system call in five when connecting a subscriber).
-                    // Not when a FIN was reported: no edge follows it, so
-                    // we read on to the EOF.
-                    let drained = n < self.scratch.len() && !conn.fin_pending;
-                    if drained {
-                        conn.readable = false;
-                    }
-                    conn.absorb(&self.scratch[..n]);
+                    let drained = !conn.readiness.readable();
                     if matches!(conn.phase, Phase::Request(_)) {
-                        self.serve_requests(key, now);
+                        self.serve_requests(key, &scratch[..n], now);
                     }
+                    // Other phases drop what the peer sends.
                     if drained {
-                        return;
+                        return true;
                     }
                 }
-                ReadOutcome::WouldBlock => {
-                    conn.readable = false;
-                    return;
-                }
+                ReadOutcome::WouldBlock => return true,
                 ReadOutcome::Eof => {
-                    self.on_peer_closed(key);
-                    return;
+                    if conn.peer_closed() == AfterEof::Close {
+                        self.close(key, CloseReason::PeerClosed);
+                    }
+                    return true;
                 }
                 ReadOutcome::Error(e) => {
                     debug!("#{} read: {e}", conn.id);
                     self.close(key, CloseReason::ReadError);
-                    return;
+                    return true;
                 }
             }
         }
-        self.backlog.push(key);
+        false
     }
 
-    /// The peer will send no more. A stream's subscriber has left; a
-    /// request connection still gets the answers it asked for.
-    fn on_peer_closed(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        conn.peer_closed = true;
-        conn.readable = false;
-        match conn.phase {
-            // Answers already queued are still delivered; the half-done
-            // request behind them (if any) never will be.
-            Phase::Request(_) | Phase::Closing if conn.has_pending_output() => {
-                conn.phase = Phase::Closing;
-            }
-            _ => self.close(key, CloseReason::PeerClosed),
-        }
-    }
-
-    /// Answers every complete request in the connection's buffer, in order.
-    fn serve_requests(&mut self, key: usize, now: Instant) {
-        let max_body = self.config.max_body;
+    /// Gives `input` (after any held bytes) to the connection's request
+    /// reader, and answers every complete request in order.
+    fn serve_requests(&mut self, key: usize, mut input: &[u8], now: Now) {
         loop {
-            let Some(conn) = self.conns.get_mut(key) else {
+            let Some(slot) = self.conns.get_mut(key) else {
                 return;
             };
-            if !matches!(conn.phase, Phase::Request(_)) || conn.queued() > RESPONSE_BACKPRESSURE {
+            let backpressured = slot.conn.queued() > RESPONSE_BACKPRESSURE;
+            // Answered with a close, or became a stream: the rest is dropped.
+            let Some(reading) = slot.conn.reading() else {
+                break;
+            };
+            if backpressured {
+                reading.reader.hold(input);
                 break;
             }
-            match conn.next_request(max_body) {
-                Ok(None) => break,
-                Ok(Some(request)) => {
-                    conn.set_deadline(now + self.config.header_timeout);
-                    self.handle_request(key, request, now);
+            let (used, step) = reading.reader.read(input);
+            input = &input[used..];
+            match step {
+                Step::NeedMore => break,
+                Step::SendContinue => {
+                    slot.conn.enqueue(Frame::raw(CONTINUE.to_vec()));
                 }
-                Err(rejection) => {
-                    self.refuse(key, None, rejection);
+                Step::Request(request) => {
+                    reading.deadline = now.instant + self.config.header_timeout;
+                    self.answer(key, &request, now);
+                }
+                Step::Reject(rejection) => {
+                    self.refuse(key, rejection, now);
                     break;
                 }
             }
         }
-        if let Some(conn) = self.conns.get_mut(key) {
-            conn.compact();
-            if conn.has_pending_output() {
-                self.mark_dirty(key);
-            }
-            self.arm_deadline(key);
+        if self
+            .conns
+            .get(key)
+            .is_some_and(|slot| slot.conn.has_pending_output())
+        {
+            self.mark_dirty(key);
         }
+        self.arm_request_timer(key);
     }
 
-    fn handle_request(&mut self, key: usize, request: Request, now: Instant) {
-        let route = match routes::route(request.method, request.path()) {
-            Ok(route) => route,
-            Err(rejection) => return self.refuse(key, Some(&request), rejection),
-        };
-        if self.conns.get(key).is_some_and(|c| c.over_capacity) {
-            return self.turn_away(key, &request, route);
-        }
-        let head_only = request.method == Method::Head;
-        let response = match route {
-            Route::Page => handlers::page(),
-            Route::Health => handlers::health(),
-            Route::Stats => handlers::stats(self.snapshot(now).json()),
-            Route::Metrics => handlers::metrics(self.snapshot(now).prometheus()),
-            Route::Preflight => handlers::preflight(),
-            Route::Events => return self.subscribe(key, &request, now),
-            Route::Publish | Route::Broadcast => {
-                let token = self.config.publish_token.as_deref();
-                let checked = match handlers::publish(&request, token, route == Route::Broadcast) {
-                    Ok(checked) => checked,
-                    Err(rejection) => return self.refuse(key, Some(&request), rejection),
-                };
-                if head_only {
-                    // HEAD must not change anything: say what GET would.
-                    Response::json(String::new())
-                } else {
-                    match self.publish(&checked.topic, checked.name.as_deref(), &checked.data, now) {
-                        Ok((id, subscribers)) => handlers::published(id, subscribers),
-                        Err(e) => {
-                            debug!("publish refused: {e}");
-                            return self.refuse(
-                                key,
-                                Some(&request),
-                                Rejection::BadRequest("event cannot be encoded"),
-                            );
-                        }
-                    }
-                }
-            }
-        };
-        self.respond(key, &request, &response, request.keep_alive);
-    }
-
-    /// Over `--max-conns`: a stream request gets `200` with only a long,
-    /// random `retry:` (an `EventSource` treats any other status as final
-    /// and would never come back); anything else gets `503`.
-    fn turn_away(&mut self, key: usize, request: &Request, route: Route) {
-        if route == Route::Events {
-            let retry = self.rng.between(5_000, 30_000);
-            let mut bytes = stream_head(true, self.config.cors_origin.as_deref());
-            bytes.extend_from_slice(&sse::encode_retry(retry));
-            self.queue_answer(key, bytes, false);
-        } else {
-            let retry_after = self.rng.between(5, 30);
-            self.refuse(key, Some(request), Rejection::Overloaded { retry_after });
-        }
-    }
-
-    /// Queues a complete response; a response that ends the connection
-    /// moves it to `Closing`.
-    fn respond(&mut self, key: usize, request: &Request, response: &Response, keep_alive: bool) {
-        let keep_alive = keep_alive && self.shutdown_deadline.is_none();
-        let framing = self.framing(request.method == Method::Head, keep_alive, request.http10);
-        let bytes = response.encode(framing);
-        self.queue_answer(key, bytes, keep_alive);
-    }
-
-    /// Queues one whole answer for the end-of-turn flush; without
-    /// keep-alive the connection then closes (`Closing`).
-    fn queue_answer(&mut self, key: usize, bytes: Vec<u8>, keep_alive: bool) {
-        let Some(conn) = self.conns.get_mut(key) else {
+    /// Hands a request to the service and applies its answer.
+    fn answer(&mut self, key: usize, request: &Request, now: Now) {
+        let Some(slot) = self.conns.get(key) else {
             return;
         };
-        conn.enqueue(Frame::raw(bytes));
+        let caller = Caller {
+            client: slot.conn.id,
+            over_capacity: slot.conn.over_capacity,
+        };
+        match self.service.handle(request, caller, now) {
+            Answer::Respond { bytes, keep_alive } => self.send(key, bytes, keep_alive),
+            Answer::Publish {
+                bytes,
+                keep_alive,
+                delivery,
+            } => {
+                self.deliver(&delivery, now);
+                self.send(key, bytes, keep_alive);
+            }
+            Answer::Stream(stream) => self.open_stream(key, stream, now),
+        }
+    }
+
+    /// Answers a request that could not be read (or came too late).
+    fn refuse(&mut self, key: usize, rejection: Rejection, now: Now) {
+        if let Answer::Respond { bytes, keep_alive } = self.service.refuse(rejection, None, now) {
+            self.send(key, bytes, keep_alive);
+        }
+    }
+
+    /// Queues a whole answer for the end-of-turn flush; without keep-alive
+    /// the connection then closes.
+    fn send(&mut self, key: usize, bytes: Vec<u8>, keep_alive: bool) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        slot.conn.enqueue(Frame::raw(bytes));
         if !keep_alive {
-            conn.phase = Phase::Closing;
+            slot.conn.begin_closing();
         }
         self.mark_dirty(key);
-    }
-
-    /// Answers with a rejection; `request` is `None` when the head itself
-    /// could not be read.
-    fn refuse(&mut self, key: usize, request: Option<&Request>, rejection: Rejection) {
-        if let Some(conn) = self.conns.get(key) {
-            debug!(
-                "#{} refused: {} {}",
-                conn.id,
-                rejection.status(),
-                rejection.message()
-            );
-        }
-        let response = rejection.response();
-        match request {
-            Some(request) => {
-                let keep_alive = request.keep_alive && !rejection.closes();
-                self.respond(key, request, &response, keep_alive);
-            }
-            None => {
-                let bytes = response.encode(self.framing(false, false, false));
-                self.queue_answer(key, bytes, false);
-            }
-        }
-    }
-
-    fn framing(&self, head_only: bool, keep_alive: bool, http10: bool) -> Framing<'_> {
-        Framing {
-            head_only,
-            keep_alive,
-            http10,
-            cors_origin: self.config.cors_origin.as_deref(),
-        }
     }
 
     // ----- streams and publishing ----------------------------------------
 
-    /// `GET /events`: the stream head, `retry:` and `connected`, any replay,
-    /// then the connection joins the hub.
-    fn subscribe(&mut self, key: usize, request: &Request, now: Instant) {
-        let (topics, last_event_id) = match handlers::subscription(request) {
-            Ok(parsed) => parsed,
-            Err(rejection) => return self.refuse(key, Some(request), rejection),
-        };
-        let head = stream_head(request.http10, self.config.cors_origin.as_deref());
-        if request.method == Method::Head {
-            return self.queue_answer(key, head, request.keep_alive);
-        }
-        let Some(conn) = self.conns.get_mut(key) else {
+    /// The connection becomes a stream: its first frames are queued, it
+    /// joins the hub, and its heartbeat timer starts.
+    fn open_stream(&mut self, key: usize, stream: OpenStream, now: Now) {
+        let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        let greeting = format!(
-            "retry: {}\n\nevent: connected\ndata: {{\"client\":{}}}\n\n",
-            self.config.retry_ms, conn.id
-        );
-        conn.start_stream(topics.clone(), !request.http10, now);
-        conn.enqueue(Frame::raw(head));
-        conn.enqueue(Frame::chunk(greeting.as_bytes()));
-        if let Some(last_event_id) = last_event_id {
-            let replay = self.hub.replay(&last_event_id, &topics);
-            if let Some(gap) = replay.gap {
-                conn.enqueue(gap);
-            }
-            for event in replay.events {
-                conn.enqueue(event.frame.clone());
-            }
+        let conn = &mut slot.conn;
+        self.service.subscribe(key, &stream.topics);
+        conn.start_stream(stream.topics, stream.chunked, now.instant);
+        for frame in stream.frames {
+            conn.enqueue(frame);
         }
-        let id = conn.id;
-        self.hub.subscribe(key, &topics);
         if let Some(heartbeat) = self.config.heartbeat {
-            self.timers.push(now + heartbeat, Kind::Heartbeat, key, id);
+            self.timers
+                .push(now.instant + heartbeat, Kind::Heartbeat, key, conn.id);
         }
-        debug!("#{id} subscribed");
         self.mark_dirty(key);
     }
 
-    /// Publishes one event: the hub encodes it once, and the same frame is
-    /// queued on every matching subscriber. Returns its id and how many
-    /// subscribers it was queued for.
-    pub fn publish(
-        &mut self,
-        topic: &str,
-        name: Option<&str>,
-        data: &str,
-        now: Instant,
-    ) -> Result<(u64, usize), sse::EncodeError> {
-        let event = self.hub.publish(topic, name, data)?;
-        self.counters.published += 1;
-        let delivered = self.fan_out(&event.topic, &event.frame, now);
-        Ok((event.id, delivered))
-    }
-
-    /// Queues `frame` on every subscriber of `topic`; writing waits for the
-    /// end of the turn. A queue that passes `--max-queue` is written at once
-    /// instead: a burst of publishes read in one turn can queue more than
-    /// the limit before the end-of-turn flush, and a subscriber that keeps
-    /// up must not pay for that. Only one whose socket will not take the
-    /// excess, a subscriber that really is behind, is evicted.
-    fn fan_out(&mut self, topic: &str, frame: &Rc<Frame>, now: Instant) -> usize {
+    /// Queues `delivery`'s frame on every subscriber of its topic; writing
+    /// waits for the end of the turn. A queue that passes `--max-queue` is
+    /// written at once instead: a burst of publishes read in one turn can
+    /// queue more than the limit before the end-of-turn flush, and a
+    /// subscriber that keeps up must not pay for that. Only one whose
+    /// socket will not take the excess, a subscriber that really is
+    /// behind, is evicted.
+    fn deliver(&mut self, delivery: &Delivery, now: Now) {
         let max_queue = self.config.max_queue;
         let tracing = self.config.trace;
-        let mut delivered = 0;
-        for key in self.hub.subscribers_of(topic) {
-            let Some(conn) = self.conns.get_mut(key) else {
+        let (mut delivered, mut written, mut released) = (0u64, 0u64, 0usize);
+        for key in self.service.subscribers_of(&delivery.topic) {
+            let Some(slot) = self.conns.get_mut(key) else {
                 continue;
             };
-            let Phase::Stream(subscription) = &mut conn.phase else {
+            let Phase::Stream(subscription) = &mut slot.conn.phase else {
                 continue;
             };
-            subscription.last_sent = now;
+            subscription.last_sent = now.instant;
             delivered += 1;
-            if conn.enqueue(frame.clone()) > max_queue {
-                let (outcome, written) = conn.flush(tracing);
-                self.counters.bytes_out += written as u64;
-                if let FlushOutcome::Done { released } = outcome {
-                    self.released_since_trim += released;
+            if slot.conn.enqueue(delivery.frame.clone()) > max_queue {
+                let (outcome, n) = slot.conn.flush(tracing);
+                written += n as u64;
+                if let FlushOutcome::Done { released: freed } = outcome {
+                    released += freed;
                 }
-                if matches!(outcome, FlushOutcome::Error(_)) || conn.queued() > max_queue {
+                if matches!(outcome, FlushOutcome::Error(_)) || slot.conn.queued() > max_queue {
                     self.evictions.push(key);
                     continue;
                 }
             }
-            if !conn.dirty {
-                conn.dirty = true;
+            if !slot.dirty {
+                slot.dirty = true;
                 self.dirty.push(key);
             }
         }
-        self.counters.delivered += delivered as u64;
+        self.released_since_trim += released;
+        let counters = self.service.counters();
+        counters.delivered += delivered;
+        counters.bytes_out += written;
+        counters.evicted += self.evictions.len() as u64;
         for key in std::mem::take(&mut self.evictions) {
-            self.counters.evicted += 1;
             self.close(key, CloseReason::Evicted);
         }
-        delivered
     }
 
-    fn tick(&mut self, now: Instant) {
-        let data = clock::rfc3339(SystemTime::now());
-        // A fixed name and no id: cannot fail.
-        let Ok(encoded) = sse::encode_event(None, Some("tick"), &data) else {
-            return;
-        };
-        self.fan_out(hub::TICK_TOPIC, &Frame::chunk(&encoded), now);
-    }
-
-    fn drain_stdin(&mut self, now: Instant) {
+    fn drain_stdin(&mut self, now: Now) {
         self.stdin_pending = false;
-        let Some(topic) = self.config.stdin_topic.clone() else {
-            return;
-        };
         for _ in 0..STDIN_BATCH {
             let Some(lines) = &self.stdin else { return };
             match lines.try_recv() {
                 Ok(line) => {
-                    let _ = self.publish(&topic, None, &line, now);
+                    if let Some(delivery) = self.service.publish_line(&line) {
+                        self.deliver(&delivery, now);
+                    }
                 }
                 Err(TryRecvError::Empty) => return,
                 Err(TryRecvError::Disconnected) => {
@@ -744,136 +623,148 @@ impl Server {
 
     // ----- timers ----------------------------------------------------------
 
-    fn arm_deadline(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
+    /// A connection reading a request gets a [`Kind::Request`] entry at its
+    /// deadline, unless it has one.
+    fn arm_request_timer(&mut self, key: usize) {
+        let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        if let Phase::Request(reading) = &conn.phase {
-            let deadline = reading.deadline;
-            self.arm_deadline_at(key, deadline);
+        if let Phase::Request(reading) = &slot.conn.phase {
+            if !slot.request_timer {
+                slot.request_timer = true;
+                self.timers
+                    .push(reading.deadline, Kind::Request, key, slot.conn.id);
+            }
         }
     }
 
-    /// Pushes a `Deadline` entry for the connection unless it has one; the
-    /// entry re-reads the connection's state when it fires.
-    fn arm_deadline_at(&mut self, key: usize, at: Instant) {
-        let Some(conn) = self.conns.get_mut(key) else {
+    /// A closing connection gets [`LINGER`] to finish, once.
+    fn arm_linger_timer(&mut self, key: usize, now: Now) {
+        let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        if !conn.deadline_armed {
-            conn.deadline_armed = true;
-            self.timers.push(at, Kind::Deadline, key, conn.id);
+        if !slot.linger_timer {
+            slot.linger_timer = true;
+            self.timers
+                .push(now.instant + LINGER, Kind::Linger, key, slot.conn.id);
         }
     }
 
-    fn fire_timers(&mut self, now: Instant) {
-        while let Some(due) = self.timers.pop_due(now) {
-            let Some(conn) = self.conns.get_mut(due.key) else {
+    fn fire_timers(&mut self, now: Now) {
+        while let Some(due) = self.timers.pop_due(now.instant) {
+            let Some(slot) = self.conns.get_mut(due.key) else {
                 continue;
             };
-            if conn.id != due.conn_id {
+            if slot.conn.id != due.conn_id {
                 continue;
             }
             match due.kind {
-                Kind::Heartbeat => {
-                    let Some(period) = self.config.heartbeat else {
-                        continue;
-                    };
-                    let Phase::Stream(subscription) = &mut conn.phase else {
-                        continue;
-                    };
-                    let next = subscription.last_sent + period;
-                    if next <= now {
-                        subscription.last_sent = now;
-                        conn.enqueue(self.ping.clone());
-                        self.mark_dirty(due.key);
-                        self.timers
-                            .push(now + period, Kind::Heartbeat, due.key, due.conn_id);
-                    } else {
-                        self.timers.push(next, Kind::Heartbeat, due.key, due.conn_id);
-                    }
-                }
-                Kind::Deadline => {
-                    conn.deadline_armed = false;
-                    match &conn.phase {
-                        Phase::Request(reading) if reading.deadline > now => {
-                            let at = reading.deadline;
-                            conn.deadline_armed = true;
-                            self.timers.push(at, Kind::Deadline, due.key, due.conn_id);
+                Kind::Heartbeat => self.heartbeat(due.key, now),
+                Kind::Request => {
+                    slot.request_timer = false;
+                    match &slot.conn.phase {
+                        Phase::Request(reading) if reading.deadline > now.instant => {
+                            self.arm_request_timer(due.key);
                         }
                         // Nothing of a next request: a keep-alive connection
                         // that went quiet closes without a word.
-                        Phase::Request(_) if conn.is_idle() => self.close(due.key, CloseReason::IdleTimeout),
-                        Phase::Request(_) => self.refuse(due.key, None, Rejection::RequestTimeout),
-                        Phase::Lingering => self.close(due.key, CloseReason::Finished),
-                        Phase::Closing => {
-                            // The client is not reading its last answer.
-                            self.close(due.key, CloseReason::IdleTimeout);
+                        Phase::Request(_) if slot.conn.is_idle() => {
+                            self.close(due.key, CloseReason::IdleTimeout)
                         }
-                        Phase::Stream(_) => {}
+                        Phase::Request(_) => self.refuse(due.key, Rejection::RequestTimeout, now),
+                        _ => {}
+                    }
+                }
+                Kind::Linger => {
+                    slot.linger_timer = false;
+                    match slot.conn.phase {
+                        // The client is not reading its last answer.
+                        Phase::Closing { .. } => self.close(due.key, CloseReason::IdleTimeout),
+                        Phase::Lingering => self.close(due.key, CloseReason::Finished),
+                        _ => {}
                     }
                 }
             }
         }
-        if self.timers.tick_due(now) && self.shutdown_deadline.is_none() {
-            self.tick(now);
+        if self.timers.tick_due(now.instant) && !self.timers.in_grace() {
+            let tick = self.service.tick(now.wall);
+            self.deliver(&tick, now);
         }
-        if self.timers.accept_resume_due(now) {
+        if self.timers.accept_resume_due(now.instant) {
             for index in 0..self.listeners.len() {
                 self.accept(index, now);
             }
         }
     }
 
+    /// A stream silent for a heartbeat period gets `: ping`; the next check
+    /// is a period after whatever it was last sent.
+    fn heartbeat(&mut self, key: usize, now: Now) {
+        let Some(period) = self.config.heartbeat else {
+            return;
+        };
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        let id = slot.conn.id;
+        let Phase::Stream(subscription) = &mut slot.conn.phase else {
+            return;
+        };
+        let mut next = subscription.last_sent + period;
+        let silent = next <= now.instant;
+        if silent {
+            subscription.last_sent = now.instant;
+            next = now.instant + period;
+            slot.conn.enqueue(self.service.ping().clone());
+        }
+        self.timers.push(next, Kind::Heartbeat, key, id);
+        if silent {
+            self.mark_dirty(key);
+        }
+    }
+
     // ----- writing and closing -------------------------------------------
 
     fn mark_dirty(&mut self, key: usize) {
-        if let Some(conn) = self.conns.get_mut(key) {
-            if !conn.dirty {
-                conn.dirty = true;
+        if let Some(slot) = self.conns.get_mut(key) {
+            if !slot.dirty {
+                slot.dirty = true;
                 self.dirty.push(key);
             }
         }
     }
 
     /// One flush per dirty connection: the end of every turn.
-    fn flush_dirty(&mut self, now: Instant) {
-        let tracing = self.config.trace;
+    fn flush_dirty(&mut self, now: Now) {
         let mut dirty = std::mem::take(&mut self.dirty);
         for key in dirty.drain(..) {
-            let Some(conn) = self.conns.get_mut(key) else {
+            let Some(slot) = self.conns.get_mut(key) else {
                 continue;
             };
-            conn.dirty = false;
-            let (outcome, written) = conn.flush(tracing);
-            self.counters.bytes_out += written as u64;
+            slot.dirty = false;
+            let conn = &mut slot.conn;
+            let (outcome, written) = conn.flush(self.config.trace);
+            self.service.counters().bytes_out += written as u64;
             match outcome {
                 FlushOutcome::Error(e) => {
                     debug!("#{} write: {e}", conn.id);
                     self.close(key, CloseReason::WriteError);
                 }
                 FlushOutcome::Blocked => {
-                    if matches!(conn.phase, Phase::Closing) {
-                        self.arm_deadline_at(key, now + LINGER);
+                    if matches!(conn.phase, Phase::Closing { .. }) {
+                        self.arm_linger_timer(key, now);
                     }
                 }
                 FlushOutcome::Done { released } => {
                     self.released_since_trim += released;
-                    match conn.phase {
-                        // Shutting down, nobody is waiting for the lingering close.
-                        Phase::Closing if conn.peer_closed || self.shutdown_deadline.is_some() => {
-                            self.close(key, CloseReason::Finished)
-                        }
-                        Phase::Closing => {
-                            conn.shutdown_write();
-                            // Read on to the peer's EOF; pending bytes are dropped.
-                            conn.readable = true;
+                    match conn.flushed(self.timers.in_grace()) {
+                        AfterFlush::Idle => {}
+                        AfterFlush::ResumeReading => self.backlog.push(key),
+                        AfterFlush::Linger => {
                             self.backlog.push(key);
-                            self.arm_deadline_at(key, now + LINGER);
+                            self.arm_linger_timer(key, now);
                         }
-                        // Resume a connection that backpressure paused.
-                        Phase::Request(_) if conn.readable || !conn.is_idle() => self.backlog.push(key),
-                        _ => {}
+                        AfterFlush::Close => self.close(key, CloseReason::Finished),
                     }
                 }
             }
@@ -892,51 +783,54 @@ impl Server {
 
     /// Frees the slot at once: unsubscribes, deregisters, closes the socket.
     fn close(&mut self, key: usize, reason: CloseReason) {
-        if !self.conns.contains(key) {
+        let Some(mut slot) = self.conns.try_remove(key) else {
             return;
+        };
+        if let Phase::Stream(subscription) = &slot.conn.phase {
+            self.service.unsubscribe(key, &subscription.topics);
         }
-        let mut conn = self.conns.remove(key);
-        if let Phase::Stream(subscription) = &conn.phase {
-            self.hub.unsubscribe(key, &subscription.topics);
-        }
-        let _ = self.poll.registry().deregister(&mut conn.stream);
-        debug!("#{} closed: {reason:?}", conn.id);
+        let _ = self.poll.registry().deregister(&mut slot.conn.stream);
+        self.service.counters().connections = self.conns.len();
+        debug!("#{} closed: {reason:?}", slot.conn.id);
     }
 
     /// Stop accepting; tell every stream when to come back (spread out, so
-    /// clients do not all return in the same instant); flush; close.
-    fn begin_shutdown(&mut self, now: Instant) {
-        if self.shutdown_deadline.is_some() {
+    /// clients do not all return in the same instant) and end it cleanly;
+    /// flush; close.
+    fn begin_shutdown(&mut self, now: Now) {
+        if self.timers.in_grace() {
             return;
         }
         info!("shutting down: {} connection(s) to close", self.conns.len());
-        self.shutdown_deadline = Some(now + SHUTDOWN_GRACE);
+        self.timers.begin_grace(now.instant + SHUTDOWN_GRACE);
+        self.service.shut_down();
         for mut listener in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        let retry = self.config.retry_ms;
+        let last_chunk = Frame::last_chunk();
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
-            let spread = self.rng.between(0, retry.saturating_mul(5));
-            let Some(conn) = self.conns.get_mut(key) else {
+            let farewell = self.service.farewell();
+            let Some(slot) = self.conns.get_mut(key) else {
                 continue;
             };
+            let conn = &mut slot.conn;
             match conn.phase {
                 Phase::Stream(_) => {
-                    conn.enqueue(Frame::chunk(&sse::encode_retry(retry + spread)));
-                    // The last chunk: a clean end of the chunked body.
-                    conn.enqueue(Frame::raw(b"0\r\n\r\n".to_vec()));
-                    if let Phase::Stream(subscription) = std::mem::replace(&mut conn.phase, Phase::Closing) {
-                        self.hub.unsubscribe(key, &subscription.topics);
+                    conn.enqueue(farewell);
+                    // Nothing at all for an HTTP/1.0 stream: its end is the close.
+                    conn.enqueue(last_chunk.clone());
+                    if let Some(subscription) = conn.begin_closing() {
+                        self.service.unsubscribe(key, &subscription.topics);
                     }
                     self.mark_dirty(key);
                 }
                 Phase::Request(_) if conn.has_pending_output() => {
-                    conn.phase = Phase::Closing;
+                    conn.begin_closing();
                     self.mark_dirty(key);
                 }
                 Phase::Request(_) => self.close(key, CloseReason::Shutdown),
-                Phase::Closing | Phase::Lingering => {}
+                Phase::Closing { .. } | Phase::Lingering => {}
             }
         }
     }
@@ -947,45 +841,4 @@ fn is_fd_exhaustion(error: &io::Error) -> bool {
         error.raw_os_error(),
         Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
     )
-}
-
-/// xorshift64*: enough randomness to spread reconnects, nothing more.
-#[derive(Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn seeded(seed: u64) -> Self {
-        Rng(seed ^ (u64::from(std::process::id()) << 32) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform enough in `low..=high`.
-    fn between(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low + 1)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rng_stays_in_range() {
-        let mut rng = Rng::seeded(42);
-        let mut seen_low = false;
-        let mut seen_high = false;
-        for _ in 0..10_000 {
-            let n = rng.between(5, 30);
-            assert!((5..=30).contains(&n));
-            seen_low |= n == 5;
-            seen_high |= n == 30;
-        }
-        assert!(seen_low && seen_high);
-    }
 }

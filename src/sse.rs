@@ -18,77 +18,12 @@
 //! A line that starts with `:` is a comment (our heartbeat, `: ping`), and a
 //! `retry: <ms>` line tells the browser how long to wait before reconnecting.
 //!
-//! # Framing once
+//! # Pure text
 //!
-//! An HTTP/1.1 stream is sent with `Transfer-Encoding: chunked`, one chunk per
-//! event. The chunk header and trailer are added here, when the event is
-//! encoded, so that a [`Frame`] holds the chunked form and every subscriber
-//! shares the same bytes. An HTTP/1.0 subscriber (no chunking) is given the
-//! middle of the very same buffer, [`Frame::body`].
+//! Nothing here knows about HTTP: chunk framing is added by
+//! [`crate::frame::Frame::chunk`], once per event, after encoding.
 
 use std::fmt;
-use std::rc::Rc;
-
-/// Bytes ready for the wire, shared by every queue that sends them.
-///
-/// `bytes` is either a whole chunk (`<hex len>\r\n<body>\r\n`) or plain bytes
-/// (a response head, a canned answer), in which case the body is all of it.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Frame {
-    bytes: Box<[u8]>,
-    body_start: u32,
-    body_end: u32,
-}
-
-impl Frame {
-    /// Plain bytes, sent as they are whatever the connection's framing.
-    pub fn raw(bytes: Vec<u8>) -> Rc<Frame> {
-        let len = bytes.len() as u32;
-        Rc::new(Frame {
-            bytes: bytes.into_boxed_slice(),
-            body_start: 0,
-            body_end: len,
-        })
-    }
-
-    /// `body` wrapped as one HTTP/1.1 chunk (RFC 9112 §7.1):
-    ///
-    /// ```text
-    /// chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
-    /// ```
-    pub fn chunk(body: &[u8]) -> Rc<Frame> {
-        let head = format!("{:x}\r\n", body.len());
-        let mut bytes = Vec::with_capacity(head.len() + body.len() + 2);
-        bytes.extend_from_slice(head.as_bytes());
-        bytes.extend_from_slice(body);
-        bytes.extend_from_slice(b"\r\n");
-        Rc::new(Frame {
-            body_start: head.len() as u32,
-            body_end: (head.len() + body.len()) as u32,
-            bytes: bytes.into_boxed_slice(),
-        })
-    }
-
-    /// What a chunked (HTTP/1.1) stream sends.
-    pub fn chunked(&self) -> &[u8] {
-        &self.bytes
-    }
-
-    /// What an unframed (HTTP/1.0) stream sends: the event without the chunk
-    /// size line and trailing CRLF.
-    pub fn body(&self) -> &[u8] {
-        &self.bytes[self.body_start as usize..self.body_end as usize]
-    }
-
-    /// The bytes for a connection that does (`true`) or does not chunk.
-    pub fn wire(&self, chunked: bool) -> &[u8] {
-        if chunked {
-            self.chunked()
-        } else {
-            self.body()
-        }
-    }
-}
 
 /// Why an event cannot be encoded. Refused at publish time with `400`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,8 +103,30 @@ pub fn encode_event(id: Option<&str>, name: Option<&str>, data: &str) -> Result<
 }
 
 /// `retry: <ms>` followed by a blank line.
+///
+/// WHATWG: "If the field value consists of only ASCII digits, then
+/// interpret the field value as an integer in base ten, and set the event
+/// stream's reconnection time to that integer."
 pub fn encode_retry(ms: u64) -> Vec<u8> {
     format!("retry: {ms}\n\n").into_bytes()
+}
+
+/// What every stream starts with: the reconnection hint, then an event
+/// `connected` that tells the client its connection number.
+///
+/// ```text
+/// retry: 3000
+///
+/// event: connected
+/// data: {"client":7}
+///
+/// ```
+pub fn greeting(retry_ms: u64, client: u64) -> Vec<u8> {
+    let mut out = encode_retry(retry_ms);
+    let data = format!("{{\"client\":{client}}}");
+    // A fixed name and no id: nothing to refuse.
+    out.extend_from_slice(&encode_event(None, Some("connected"), &data).unwrap_or_default());
+    out
 }
 
 /// The heartbeat: a comment line that every parser ignores, but that keeps
@@ -267,26 +224,12 @@ mod tests {
     }
 
     #[test]
-    fn frames_a_chunk_once_and_exposes_both_forms() {
-        let frame = Frame::chunk(b"data: hi\n\n");
-        assert_eq!(frame.chunked(), b"a\r\ndata: hi\n\n\r\n");
-        assert_eq!(frame.body(), b"data: hi\n\n");
-        assert_eq!(frame.wire(false), frame.body());
-        let big = vec![b'x'; 300];
-        let frame = Frame::chunk(&big);
-        assert!(frame.chunked().starts_with(b"12c\r\n"));
-        assert_eq!(frame.body(), &big[..]);
-    }
-
-    #[test]
-    fn raw_frames_are_the_same_either_way() {
-        let frame = Frame::raw(b"HTTP/1.1 200 OK\r\n\r\n".to_vec());
-        assert_eq!(frame.wire(true), frame.wire(false));
-    }
-
-    #[test]
     fn retry_and_ping() {
         assert_eq!(encode_retry(3000), b"retry: 3000\n\n");
         assert_eq!(PING, b": ping\n\n");
+        assert_eq!(
+            greeting(3000, 7),
+            b"retry: 3000\n\nevent: connected\ndata: {\"client\":7}\n\n"
+        );
     }
 }

@@ -10,7 +10,10 @@ use std::time::Instant;
 /// Monotonic counters, bumped by the server as things happen.
 #[derive(Debug, Clone, Copy)]
 pub struct Counters {
+    /// When the server started.
     pub started: Instant,
+    /// Open client connections (a gauge, kept by the loop).
+    pub connections: usize,
     /// Events published (ticks are not counted: they are not published).
     pub published: u64,
     /// Events (published or ticks) put on a subscriber's queue.
@@ -26,9 +29,11 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// All zero, started at `now`.
     pub fn new(now: Instant) -> Self {
         Counters {
             started: now,
+            connections: 0,
             published: 0,
             delivered: 0,
             bytes_out: 0,
@@ -42,14 +47,20 @@ impl Counters {
 /// Everything `/stats` and `/metrics` report, at one instant.
 #[derive(Debug, Clone, Copy)]
 pub struct Snapshot {
+    /// Open client connections.
     pub connections: usize,
+    /// Open event streams.
     pub subscribers: usize,
+    /// Events kept for replay.
     pub history: usize,
+    /// Whole seconds since start.
     pub uptime_s: u64,
+    /// The counters at this instant.
     pub counters: Counters,
 }
 
 impl Snapshot {
+    /// The `/stats` body.
     pub fn json(&self) -> String {
         let c = &self.counters;
         format!(
@@ -69,6 +80,7 @@ impl Snapshot {
         )
     }
 
+    /// The `/metrics` body, in the Prometheus text exposition format.
     pub fn prometheus(&self) -> String {
         let c = &self.counters;
         let rows: [(&str, &str, &str, u64); 10] = [

@@ -1,11 +1,20 @@
 //! Deadlines, without a thread per timer and without scanning every
 //! connection on every turn of the loop.
 //!
-//! Every future moment the server cares about is an entry here: a
-//! connection's request deadline (`--header-timeout`, `408`), a stream's
-//! next heartbeat check, the next tick, the end of an accept back-off. The
-//! loop asks [`Timers::poll_timeout`] how long `poll` may sleep, and after
-//! each wake pops what is due.
+//! Every future moment the server cares about is here, each kind under its
+//! own name:
+//!
+//! | kind | what happens when it is due |
+//! |---|---|
+//! | [`Kind::Request`] | a request not complete in `--header-timeout`: `408` (or a silent close of an idle keep-alive connection) |
+//! | [`Kind::Linger`] | a closing connection whose peer has not read its last answer, or not closed its side, within two seconds: close |
+//! | [`Kind::Heartbeat`] | a stream silent for `--heartbeat`: `: ping` |
+//! | the ticker | `event: tick` to the `tick` topic |
+//! | the accept back-off | accept again after running out of file descriptors |
+//! | the shutdown grace | stop waiting for queues to drain and exit |
+//!
+//! The loop asks [`Timers::poll_timeout`] how long `poll` may sleep, and
+//! after each wake pops what is due.
 //!
 //! Entries are lazy: a connection that was active since its entry was made
 //! does not move the entry. When it pops, the server compares it with the
@@ -21,31 +30,40 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-/// What an entry is for.
+/// What a connection's entry is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
-    /// The connection's request (or lingering close) deadline.
-    Deadline,
+    /// The request deadline: `408` if the request is still incomplete.
+    Request,
+    /// The closing linger: close if the peer is still not done.
+    Linger,
     /// Time to check whether a stream has been silent for a heartbeat period.
     Heartbeat,
 }
 
-/// A due entry.
+/// A connection's entry: when, what for, and which connection (slab key,
+/// and the connection id that tells it from a later occupant of the slot).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Due {
+    /// When it is due.
     pub at: Instant,
+    /// What it is for.
     pub kind: Kind,
+    /// The connection's slab key.
     pub key: usize,
+    /// The connection's id.
     pub conn_id: u64,
 }
 
-/// The connection timers, the ticker, and the accept back-off.
+/// The connection timers, the ticker, the accept back-off and the
+/// shutdown grace.
 #[derive(Debug)]
 pub struct Timers {
     heap: BinaryHeap<Reverse<Due>>,
     tick_period: Option<Duration>,
     next_tick: Option<Instant>,
     accept_resume: Option<Instant>,
+    grace_end: Option<Instant>,
 }
 
 impl Timers {
@@ -56,9 +74,11 @@ impl Timers {
             tick_period,
             next_tick: tick_period.map(|period| now + period),
             accept_resume: None,
+            grace_end: None,
         }
     }
 
+    /// Adds an entry for connection `key` (id `conn_id`).
     pub fn push(&mut self, at: Instant, kind: Kind, key: usize, conn_id: u64) {
         self.heap.push(Reverse(Due {
             at,
@@ -97,6 +117,7 @@ impl Timers {
         self.accept_resume = Some(at);
     }
 
+    /// Accepting is paused.
     pub fn accepting_paused(&self) -> bool {
         self.accept_resume.is_some()
     }
@@ -112,6 +133,22 @@ impl Timers {
         }
     }
 
+    /// Shutdown has begun: the loop exits at `at` even if queues have not
+    /// drained.
+    pub fn begin_grace(&mut self, at: Instant) {
+        self.grace_end = Some(at);
+    }
+
+    /// Shutdown has begun.
+    pub fn in_grace(&self) -> bool {
+        self.grace_end.is_some()
+    }
+
+    /// The shutdown grace has run out.
+    pub fn grace_over(&self, now: Instant) -> bool {
+        self.grace_end.is_some_and(|at| at <= now)
+    }
+
     /// How long `poll` may sleep: until the nearest deadline, rounded up to
     /// a whole millisecond so we do not wake a hair early and spin.
     pub fn poll_timeout(&self, now: Instant) -> Option<Duration> {
@@ -119,6 +156,7 @@ impl Timers {
             self.heap.peek().map(|Reverse(d)| d.at),
             self.next_tick,
             self.accept_resume,
+            self.grace_end,
         ]
         .into_iter()
         .flatten()
@@ -128,10 +166,12 @@ impl Timers {
         Some(Duration::from_millis(millis as u64))
     }
 
+    /// Connection entries in the heap.
     pub fn len(&self) -> usize {
         self.heap.len()
     }
 
+    /// No connection entries.
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
@@ -146,8 +186,8 @@ mod tests {
         let t0 = Instant::now();
         let mut timers = Timers::new(t0, None);
         timers.push(t0 + Duration::from_secs(3), Kind::Heartbeat, 1, 10);
-        timers.push(t0 + Duration::from_secs(1), Kind::Deadline, 2, 20);
-        timers.push(t0 + Duration::from_secs(2), Kind::Deadline, 3, 30);
+        timers.push(t0 + Duration::from_secs(1), Kind::Request, 2, 20);
+        timers.push(t0 + Duration::from_secs(2), Kind::Request, 3, 30);
         assert_eq!(timers.pop_due(t0), None);
         assert_eq!(timers.poll_timeout(t0), Some(Duration::from_secs(1)));
         let now = t0 + Duration::from_millis(2500);
@@ -187,10 +227,21 @@ mod tests {
     }
 
     #[test]
+    fn the_shutdown_grace_bounds_the_wait() {
+        let t0 = Instant::now();
+        let mut timers = Timers::new(t0, None);
+        assert!(!timers.in_grace());
+        timers.begin_grace(t0 + Duration::from_secs(5));
+        assert!(timers.in_grace() && !timers.grace_over(t0));
+        assert_eq!(timers.poll_timeout(t0), Some(Duration::from_secs(5)));
+        assert!(timers.grace_over(t0 + Duration::from_secs(5)));
+    }
+
+    #[test]
     fn rounds_sub_millisecond_waits_up() {
         let t0 = Instant::now();
         let mut timers = Timers::new(t0, None);
-        timers.push(t0 + Duration::from_micros(1500), Kind::Deadline, 1, 1);
+        timers.push(t0 + Duration::from_micros(1500), Kind::Request, 1, 1);
         assert_eq!(timers.poll_timeout(t0), Some(Duration::from_millis(2)));
     }
 }

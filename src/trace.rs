@@ -15,7 +15,9 @@ use std::io::IoSlice;
 /// Which way the bytes went.
 #[derive(Debug, Clone, Copy)]
 pub enum Direction {
+    /// Read from the client.
     In,
+    /// Written to the client.
     Out,
 }
 

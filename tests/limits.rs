@@ -248,6 +248,26 @@ fn oversize_heads_get_431_and_long_targets_414() {
     bystander.still_served(server.addr);
 }
 
+/// Empty lines before a request line count against the 16 KiB head limit:
+/// a client that sends `\r\n` without end is refused once it passes it,
+/// instead of being buffered (and rescanned on every read) forever.
+#[test]
+fn a_flood_of_empty_lines_is_refused_at_the_head_limit() {
+    let server = TestServer::start();
+    let mut bystander = Bystander::join(&server);
+    let mut stream = connect(server.addr);
+    send_lossy(&mut stream, &b"\r\n".repeat(32 * 1024));
+    let (bytes, closed) = read_until_closed(&mut stream);
+    assert_eq!(
+        status_of(&bytes),
+        Some(400),
+        "{:?}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert!(closed, "the flooding connection is closed");
+    bystander.still_served(server.addr);
+}
+
 #[test]
 fn content_length_with_transfer_encoding_gets_400() {
     let server = TestServer::start();

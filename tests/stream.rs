@@ -232,6 +232,26 @@ fn http10_streams_are_unchunked_and_end_with_the_connection() {
     assert!(sub.ended());
 }
 
+/// The last chunk (`0\r\n\r\n`) ends a chunked body; an HTTP/1.0 stream has
+/// no chunks, ends with the close, and must not get one.
+#[test]
+fn http10_streams_end_at_shutdown_without_a_last_chunk() {
+    let mut server = TestServer::start();
+    let mut client = Client::connect(server.addr);
+    client.send(b"GET /events HTTP/1.0\r\n\r\n");
+    server.wait_stat("subscribers", 1);
+    server.stop();
+    let text = String::from_utf8_lossy(&client.read_to_close()).into_owned();
+    let body = &text[text.find("\r\n\r\n").expect("a head") + 4..];
+    assert!(body.starts_with("retry: 3000\n\nevent: connected\n"), "{body:?}");
+    let last = body.trim_end_matches('\n').rsplit("\n\n").next().unwrap_or("");
+    assert!(
+        last.starts_with("retry: "),
+        "the stream ends with the farewell retry: {body:?}"
+    );
+    assert!(body.ends_with("\n\n"), "nothing after the last event: {body:?}");
+}
+
 #[test]
 fn shutdown_spreads_retries_and_ends_chunked_streams_cleanly() {
     let mut server = TestServer::start();

@@ -85,6 +85,7 @@ impl Default for ChunkedDecoder {
 }
 
 impl ChunkedDecoder {
+    /// A decoder at the start of a body.
     pub fn new() -> Self {
         ChunkedDecoder {
             state: State::Size { value: 0, digits: 0 },

@@ -2,6 +2,8 @@
 //! modules turn bytes into requests and responses into bytes, and never
 //! touch a socket.
 //!
+//! - [`reader`]: the request reader, bytes in, requests out, one
+//!   connection's requests one after another;
 //! - [`request`]: the request head, via `httparse`, with the size limits;
 //! - [`chunked`]: `Transfer-Encoding: chunked` request bodies;
 //! - [`query`]: decoding `?name=value&...`;
@@ -9,6 +11,7 @@
 
 pub mod chunked;
 pub mod query;
+pub mod reader;
 pub mod request;
 pub mod response;
 

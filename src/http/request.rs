@@ -31,9 +31,13 @@ const MAX_HEADERS: usize = 64;
 /// The methods the server routes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    /// `GET`.
     Get,
+    /// `HEAD`: as `GET`, without the body.
     Head,
+    /// `POST`.
     Post,
+    /// `OPTIONS`: the CORS preflight.
     Options,
     /// Any other token: answered `405` (or `404` for unknown paths).
     Other,
@@ -42,27 +46,34 @@ pub enum Method {
 /// How the request body is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFraming {
+    /// No body.
     None,
+    /// `Content-Length: n`.
     Length(u64),
+    /// `Transfer-Encoding: chunked`.
     Chunked,
 }
 
 /// A parsed request head: what the server needs of it, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    /// The method.
     pub method: Method,
     /// Path and query, as sent (`/events?topic=a`).
     pub target: String,
+    /// `HTTP/1.0`: no chunking, no keep-alive unless asked for.
     pub http10: bool,
     /// Whether the client lets the connection stay open afterwards.
     pub keep_alive: bool,
+    /// The `Last-Event-ID` header, trimmed.
     pub last_event_id: Option<String>,
     /// The raw `Authorization` value, compared in constant time later.
     pub authorization: Option<Vec<u8>>,
     /// `Expect: 100-continue`: the client waits for `100` before the body.
     pub expect_continue: bool,
+    /// How the body is delimited.
     pub framing: BodyFraming,
-    /// The body, once read (filled in by the connection).
+    /// The body, once read (filled in by the request reader).
     pub body: Vec<u8>,
 }
 
@@ -82,16 +93,18 @@ impl Request {
 ///
 /// Leading empty lines are skipped, as RFC 9112 §2.2 advises ("a server that
 /// is expecting to receive and parse a request-line SHOULD ignore at least
-/// one empty line (CRLF) received prior to the request-line").
+/// one empty line (CRLF) received prior to the request-line"), but they
+/// count against [`MAX_HEAD`] like the head itself: everything a client
+/// sends before its head is complete is bounded.
 pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, Rejection> {
     let skipped = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
-    let buf = &buf[skipped..];
+    let (blank, buf) = buf.split_at(skipped);
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     let used = match parsed.parse(buf) {
         Ok(httparse::Status::Complete(used)) => used,
         Ok(httparse::Status::Partial) => {
-            return if buf.len() > MAX_HEAD {
+            return if blank.len() + buf.len() > MAX_HEAD {
                 Err(oversize_partial(buf))
             } else {
                 Ok(None)
@@ -109,7 +122,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, Rejection> {
     if target.len() > MAX_TARGET {
         return Err(Rejection::UriTooLong);
     }
-    if used > MAX_HEAD {
+    if skipped + used > MAX_HEAD {
         return Err(Rejection::HeadersTooLarge);
     }
     if !(target.starts_with('/') || (target == "*" && method == "OPTIONS")) {
@@ -202,9 +215,13 @@ fn parse_content_length(value: &[u8]) -> Result<u64, Rejection> {
     Ok(length)
 }
 
-/// A head still incomplete past [`MAX_HEAD`]: if even the request line has
-/// not ended within the target limit, the target is what is too long.
+/// A head still incomplete past [`MAX_HEAD`]: nothing but empty lines is
+/// no request at all; if even the request line has not ended within the
+/// target limit, the target is what is too long.
 fn oversize_partial(buf: &[u8]) -> Rejection {
+    if buf.is_empty() {
+        return Rejection::BadRequest("16 KiB of empty lines and no request line");
+    }
     match buf.iter().position(|&b| b == b'\n') {
         Some(end) if end <= MAX_TARGET + 32 => Rejection::HeadersTooLarge,
         _ => Rejection::UriTooLong,

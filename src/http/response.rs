@@ -18,8 +18,6 @@
 
 use std::fmt::Write as _;
 
-use crate::clock;
-
 /// A refusal: which status, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
@@ -30,7 +28,10 @@ pub enum Rejection {
     /// 404: no such path.
     NotFound,
     /// 405: the path exists, the method does not; `allow` lists the methods.
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed {
+        /// The `Allow` header's value.
+        allow: &'static str,
+    },
     /// 408: the request head (or body) did not arrive in time.
     RequestTimeout,
     /// 413: the body is larger than `--max-body`.
@@ -42,10 +43,14 @@ pub enum Rejection {
     /// 501: a transfer coding we do not implement.
     NotImplemented(&'static str),
     /// 503: over `--max-conns`; try again after `retry_after` seconds.
-    Overloaded { retry_after: u64 },
+    Overloaded {
+        /// The `Retry-After` header's value, in seconds.
+        retry_after: u64,
+    },
 }
 
 impl Rejection {
+    /// The status code.
     pub fn status(&self) -> u16 {
         match self {
             Rejection::BadRequest(_) => 400,
@@ -123,10 +128,13 @@ pub fn reason(status: u16) -> &'static str {
 /// A complete (non-streaming) response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
+    /// The status code.
     pub status: u16,
     /// Headers beyond the ones every response gets.
     headers: String,
+    /// The `Content-Type`.
     pub content_type: &'static str,
+    /// The body (dropped for `HEAD`; its length still said).
     pub body: Vec<u8>,
 }
 
@@ -144,6 +152,7 @@ pub struct Framing<'a> {
 }
 
 impl Response {
+    /// A response with the headers every response gets.
     pub fn new(status: u16, content_type: &'static str, body: Vec<u8>) -> Self {
         Response {
             status,
@@ -153,10 +162,12 @@ impl Response {
         }
     }
 
+    /// A `text/plain` response.
     pub fn text(status: u16, body: impl Into<String>) -> Self {
         Self::new(status, "text/plain; charset=utf-8", body.into().into_bytes())
     }
 
+    /// A `200` with `application/json`.
     pub fn json(body: String) -> Self {
         Self::new(200, "application/json", body.into_bytes())
     }
@@ -166,11 +177,13 @@ impl Response {
         let _ = write!(self.headers, "{name}: {value}\r\n");
     }
 
-    /// Serializes status line, headers and (unless `HEAD`) body.
-    pub fn encode(&self, framing: Framing<'_>) -> Vec<u8> {
+    /// Serializes status line, headers and (unless `HEAD`) body. `date` is
+    /// the `Date` header's value (see [`crate::clock::HttpDate`]): the
+    /// caller owns the clock.
+    pub fn encode(&self, framing: Framing<'_>, date: &str) -> Vec<u8> {
         let mut head = String::with_capacity(256);
         let _ = write!(head, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
-        common_headers(&mut head, framing.cors_origin);
+        common_headers(&mut head, framing.cors_origin, date);
         if self.status != 204 {
             let _ = write!(head, "Content-Type: {}\r\n", self.content_type);
             let _ = write!(head, "Content-Length: {}\r\n", self.body.len());
@@ -194,10 +207,24 @@ impl Response {
 /// connection's end is not the only end-of-body signal (proxies and clients
 /// can tell a clean end from a cut); HTTP/1.0 has no chunking, so the body
 /// ends when the connection closes.
-pub fn stream_head(http10: bool, cors_origin: Option<&str>) -> Vec<u8> {
+///
+/// Why each header is there:
+///
+/// ```text
+/// HTTP/1.1 200 OK
+/// Content-Type: text/event-stream         what EventSource insists on
+/// Cache-Control: no-cache, no-transform   no cached copy; no proxy may
+///                                         compress or rewrite the stream
+/// X-Accel-Buffering: no                   nginx passes each event at once
+/// Transfer-Encoding: chunked              HTTP/1.1: the body's end is explicit
+/// ```
+///
+/// There is no `Content-Length`: a stream's length is not known, and one
+/// would make a client stop reading once it had that many bytes.
+pub fn stream_head(http10: bool, cors_origin: Option<&str>, date: &str) -> Vec<u8> {
     let mut head = String::with_capacity(256);
     head.push_str("HTTP/1.1 200 OK\r\n");
-    common_headers(&mut head, cors_origin);
+    common_headers(&mut head, cors_origin, date);
     head.push_str("Content-Type: text/event-stream\r\n");
     head.push_str("Cache-Control: no-cache, no-transform\r\n");
     // Tells nginx (and proxies that copy it) not to buffer this response,
@@ -216,9 +243,12 @@ pub fn stream_head(http10: bool, cors_origin: Option<&str>) -> Vec<u8> {
 /// to be told to send its body.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-fn common_headers(head: &mut String, cors_origin: Option<&str>) {
+/// What every response carries: who answered, when (RFC 9110 §6.6.1: an
+/// origin server with a clock "MUST generate a Date header field"), and the
+/// CORS origin when one is configured.
+fn common_headers(head: &mut String, cors_origin: Option<&str>, date: &str) {
     head.push_str("Server: ssed\r\n");
-    let _ = write!(head, "Date: {}\r\n", clock::http_date_now());
+    let _ = write!(head, "Date: {date}\r\n");
     if let Some(origin) = cors_origin {
         let _ = write!(head, "Access-Control-Allow-Origin: {origin}\r\n");
     }
@@ -227,6 +257,8 @@ fn common_headers(head: &mut String, cors_origin: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
 
     fn framing(head_only: bool, keep_alive: bool) -> Framing<'static> {
         Framing {
@@ -243,8 +275,9 @@ mod tests {
 
     #[test]
     fn encodes_status_headers_and_body() {
-        let out = text(Response::text(200, "ok\n").encode(framing(false, true)));
+        let out = text(Response::text(200, "ok\n").encode(framing(false, true), DATE));
         assert!(out.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(out.contains(&format!("Date: {DATE}\r\n")));
         assert!(out.contains("Content-Length: 3\r\n"));
         assert!(out.contains("Access-Control-Allow-Origin: *\r\n"));
         assert!(!out.contains("Connection:"));
@@ -253,19 +286,19 @@ mod tests {
 
     #[test]
     fn head_keeps_length_and_drops_body() {
-        let out = text(Response::text(200, "ok\n").encode(framing(true, true)));
+        let out = text(Response::text(200, "ok\n").encode(framing(true, true), DATE));
         assert!(out.contains("Content-Length: 3\r\n"));
         assert!(out.ends_with("\r\n\r\n"));
     }
 
     #[test]
     fn says_close_and_http10_keep_alive() {
-        let out = text(Response::text(200, "x").encode(framing(false, false)));
+        let out = text(Response::text(200, "x").encode(framing(false, false), DATE));
         assert!(out.contains("Connection: close\r\n"));
         let mut f = framing(false, true);
         f.http10 = true;
         f.cors_origin = None;
-        let out = text(Response::text(200, "x").encode(f));
+        let out = text(Response::text(200, "x").encode(f, DATE));
         assert!(out.contains("Connection: keep-alive\r\n"));
         assert!(!out.contains("Access-Control"));
     }
@@ -285,7 +318,7 @@ mod tests {
             Rejection::Overloaded { retry_after: 5 },
         ];
         for rejection in all {
-            let out = text(rejection.response().encode(framing(false, false)));
+            let out = text(rejection.response().encode(framing(false, false), DATE));
             let status = rejection.status();
             assert!(
                 out.starts_with(&format!("HTTP/1.1 {status} {}\r\n", reason(status))),
@@ -297,27 +330,27 @@ mod tests {
         let out = text(
             Rejection::MethodNotAllowed { allow: "POST" }
                 .response()
-                .encode(framing(false, true)),
+                .encode(framing(false, true), DATE),
         );
         assert!(out.contains("Allow: POST\r\n"));
         let out = text(
             Rejection::Overloaded { retry_after: 7 }
                 .response()
-                .encode(framing(false, false)),
+                .encode(framing(false, false), DATE),
         );
         assert!(out.contains("Retry-After: 7\r\n"));
     }
 
     #[test]
     fn stream_heads_follow_the_spec() {
-        let h11 = text(stream_head(false, Some("*")));
+        let h11 = text(stream_head(false, Some("*"), DATE));
         assert!(h11.contains("Content-Type: text/event-stream\r\n"));
         assert!(h11.contains("Cache-Control: no-cache, no-transform\r\n"));
         assert!(h11.contains("X-Accel-Buffering: no\r\n"));
         assert!(h11.contains("Transfer-Encoding: chunked\r\n"));
         assert!(!h11.contains("Content-Length"));
         assert!(!h11.contains("keep-alive"));
-        let h10 = text(stream_head(true, None));
+        let h10 = text(stream_head(true, None, DATE));
         assert!(!h10.contains("Transfer-Encoding"));
         assert!(!h10.contains("Access-Control"));
     }

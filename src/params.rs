@@ -1,66 +1,24 @@
-//! What each non-streaming route answers, and the checks a publish passes
-//! before it reaches the hub.
+//! What a publish or a subscription asks for, read from its request and
+//! checked, before anything changes: the application's first step for the
+//! two routes that carry parameters.
 //!
-//! Everything here is a pure function of the request and a few figures: the
-//! server calls in, gets a [`Response`] or a [`Rejection`], and does the
-//! I/O. The two routes that touch other connections, `/events` and the
-//! publishing pair, keep their fan-out and subscription work in
-//! `server.rs`; their inputs are checked here.
+//! Pure functions of the request: a checked value or the [`Rejection`]
+//! that says what is wrong with it.
 
+use crate::auth;
 use crate::http::query;
-use crate::http::{Rejection, Request, Response};
+use crate::http::{Rejection, Request};
 use crate::hub::{self, Topics};
 use crate::sse;
-
-/// The demo page: an `EventSource` client with a publish form.
-pub const PAGE: &str = include_str!("page.html");
-
-pub fn page() -> Response {
-    let mut response = Response::new(200, "text/html; charset=utf-8", PAGE.as_bytes().to_vec());
-    response.header("Cache-Control", "no-cache");
-    response
-}
-
-pub fn health() -> Response {
-    Response::text(200, "ok\n")
-}
-
-pub fn stats(json: String) -> Response {
-    let mut response = Response::json(json);
-    response.header("Cache-Control", "no-store");
-    response
-}
-
-pub fn metrics(text: String) -> Response {
-    let mut response = Response::new(200, "text/plain; version=0.0.4; charset=utf-8", text.into_bytes());
-    response.header("Cache-Control", "no-store");
-    response
-}
-
-/// The CORS preflight: which methods and request headers a page on another
-/// origin may use, cached by the browser for a day.
-pub fn preflight() -> Response {
-    let mut response = Response::new(204, "text/plain", Vec::new());
-    response.header("Allow", "GET, HEAD, POST, OPTIONS");
-    response.header("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS");
-    response.header(
-        "Access-Control-Allow-Headers",
-        "Authorization, Content-Type, Last-Event-ID, Cache-Control",
-    );
-    response.header("Access-Control-Max-Age", "86400");
-    response
-}
-
-/// The answer to a successful publish.
-pub fn published(id: u64, subscribers: usize) -> Response {
-    Response::json(format!("{{\"id\":{id},\"subscribers\":{subscribers}}}\n"))
-}
 
 /// A checked publish: where, under what name, what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Publish {
+    /// The topic (`default` when the request names none).
     pub topic: String,
+    /// The event name, if any.
     pub name: Option<String>,
+    /// The data, as the client sent it.
     pub data: String,
 }
 
@@ -68,7 +26,7 @@ pub struct Publish {
 /// (data from `?msg=`): token, topic, name, UTF-8.
 pub fn publish(request: &Request, token: Option<&str>, from_query: bool) -> Result<Publish, Rejection> {
     if let Some(token) = token {
-        if !bearer_matches(request.authorization.as_deref(), token) {
+        if !auth::bearer_matches(request.authorization.as_deref(), token) {
             return Err(Rejection::Unauthorized);
         }
     }
@@ -115,33 +73,6 @@ pub fn subscription(request: &Request) -> Result<(Topics, Option<String>), Rejec
     Ok((topics, last_event_id))
 }
 
-/// `Authorization: Bearer <token>`, compared in time that does not depend
-/// on how much of the token matched (only on its length, which is no
-/// secret worth keeping).
-pub fn bearer_matches(authorization: Option<&[u8]>, token: &str) -> bool {
-    let Some(value) = authorization else {
-        return false;
-    };
-    let Some(scheme) = value.get(..7) else {
-        return false;
-    };
-    if !scheme.eq_ignore_ascii_case(b"bearer ") {
-        return false;
-    }
-    constant_time_eq(value[7..].trim_ascii(), token.as_bytes())
-}
-
-/// Compares every byte whatever the earlier ones were, folding the
-/// differences into one accumulator, so the time taken says nothing about
-/// where the first difference is.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(difference) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,24 +82,6 @@ mod tests {
         let (mut request, _) = parse_head(head.as_bytes()).unwrap().unwrap();
         request.body = body.to_vec();
         request
-    }
-
-    #[test]
-    fn checks_the_bearer_token() {
-        let cases: &[(Option<&[u8]>, bool)] = &[
-            (Some(b"Bearer s3cret"), true),
-            (Some(b"bearer s3cret"), true),
-            (Some(b"Bearer s3cret "), true),
-            (Some(b"Bearer s3cre"), false),
-            (Some(b"Bearer s3cretX"), false),
-            (Some(b"Basic s3cret"), false),
-            (Some(b"Bearer"), false),
-            (Some(b""), false),
-            (None, false),
-        ];
-        for (header, want) in cases {
-            assert_eq!(bearer_matches(*header, "s3cret"), *want, "{header:?}");
-        }
     }
 
     #[test]

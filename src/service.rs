@@ -1,0 +1,393 @@
+//! The application: a parsed request in, an [`Answer`] out.
+//!
+//! The service owns what the daemon *is*: the hub (topics, subscribers,
+//! ids, history), the counters and the configuration. It never sees a
+//! socket, `mio` or the slab of connections. The event loop (`server.rs`)
+//! hands it each request with a little about who sent it ([`Caller`]),
+//! and applies the answer, which is plain data:
+//!
+//! ```text
+//!   Request ──▶ Service::handle ──▶ Answer::Respond  bytes, then keep alive or close
+//!                                   Answer::Publish  bytes, and a Delivery to fan out
+//!                                   Answer::Stream   head and first frames, then live events
+//! ```
+//!
+//! Events that come from elsewhere, the ticker and `--stdin`, are a
+//! [`Delivery`] too. Whatever their source, an event is published in one
+//! place ([`Service::publish`]), encoded once, and the loop puts that one
+//! frame on the queue of every subscriber the hub names.
+
+use std::rc::Rc;
+use std::time::SystemTime;
+
+use log::debug;
+
+use crate::clock::{self, HttpDate, Now};
+use crate::config::Config;
+use crate::frame::Frame;
+use crate::http::response::stream_head;
+use crate::http::{Framing, Method, Rejection, Request, Response};
+use crate::hub::{self, Hub, Key, Topics};
+use crate::params;
+use crate::rng::Rng;
+use crate::routes::{self, Route};
+use crate::sse::{self, EncodeError};
+use crate::stats::{Counters, Snapshot};
+
+/// The demo page: an `EventSource` client with a publish form.
+pub const PAGE: &str = include_str!("page.html");
+
+/// What the application knows of the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    /// The connection's number, sent to a subscriber in `connected`.
+    pub client: u64,
+    /// Accepted over `--max-conns`: it is turned away, politely.
+    pub over_capacity: bool,
+}
+
+/// What the loop does with a request.
+#[derive(Debug)]
+pub enum Answer {
+    /// Send `bytes`; then read the next request, or close.
+    Respond {
+        /// The whole response.
+        bytes: Vec<u8>,
+        /// Whether the connection stays open for another request.
+        keep_alive: bool,
+    },
+    /// Send `bytes`, and deliver an event to its subscribers.
+    Publish {
+        /// The whole response.
+        bytes: Vec<u8>,
+        /// Whether the connection stays open for another request.
+        keep_alive: bool,
+        /// The event, encoded once.
+        delivery: Delivery,
+    },
+    /// Become an event stream.
+    Stream(OpenStream),
+}
+
+/// A stream about to open: what it sends first, and what it receives.
+#[derive(Debug)]
+pub struct OpenStream {
+    /// The response head, the greeting, then any replay, in order.
+    pub frames: Vec<Rc<Frame>>,
+    /// The topics it receives from now on.
+    pub topics: Topics,
+    /// HTTP/1.1: framed in chunks. HTTP/1.0: delimited by the close.
+    pub chunked: bool,
+}
+
+/// An event on its way to the subscribers of `topic`.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Who receives it.
+    pub topic: Rc<str>,
+    /// The encoded, chunk-framed event, shared by every queue.
+    pub frame: Rc<Frame>,
+}
+
+/// The application. See the module docs.
+#[derive(Debug)]
+pub struct Service {
+    config: Config,
+    hub: Hub,
+    counters: Counters,
+    date: HttpDate,
+    rng: Rng,
+    ping: Rc<Frame>,
+    shutting_down: bool,
+}
+
+impl Service {
+    /// A service whose ids start at `now`'s wall-clock time in microseconds.
+    pub fn new(config: Config, now: Now) -> Self {
+        let first_id = clock::unix_micros(now.wall);
+        Service {
+            hub: Hub::new(first_id, config.history),
+            counters: Counters::new(now.instant),
+            date: HttpDate::default(),
+            rng: Rng::seeded(first_id),
+            ping: Frame::chunk(sse::PING),
+            shutting_down: false,
+            config,
+        }
+    }
+
+    /// Answers one request.
+    pub fn handle(&mut self, request: &Request, caller: Caller, now: Now) -> Answer {
+        let route = match routes::route(request.method, request.path()) {
+            Ok(route) => route,
+            Err(rejection) => return self.refuse(rejection, Some(request), now),
+        };
+        if caller.over_capacity {
+            return self.turn_away(request, route, now);
+        }
+        let response = match route {
+            Route::Page => page(),
+            Route::Health => Response::text(200, "ok\n"),
+            Route::Stats => no_store(Response::json(self.snapshot(now).json())),
+            Route::Metrics => no_store(Response::new(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.snapshot(now).prometheus().into_bytes(),
+            )),
+            Route::Preflight => preflight(),
+            Route::Events => return self.open_stream(request, caller, now),
+            Route::Publish | Route::Broadcast => return self.publish_request(request, route, now),
+        };
+        self.respond(request, &response, request.keep_alive, now)
+    }
+
+    /// Answers with a refusal; `request` is `None` when not even its head
+    /// could be read (the answer then says only what every client reads).
+    pub fn refuse(&mut self, rejection: Rejection, request: Option<&Request>, now: Now) -> Answer {
+        debug!("refused: {} {}", rejection.status(), rejection.message());
+        let response = rejection.response();
+        match request {
+            Some(request) => {
+                let keep_alive = request.keep_alive && !rejection.closes();
+                self.respond(request, &response, keep_alive, now)
+            }
+            None => {
+                let framing = Framing {
+                    head_only: false,
+                    keep_alive: false,
+                    http10: false,
+                    cors_origin: self.config.cors_origin.as_deref(),
+                };
+                Answer::Respond {
+                    bytes: response.encode(framing, self.date.at(now.wall)),
+                    keep_alive: false,
+                }
+            }
+        }
+    }
+
+    /// Publishes one event: the one place every publish goes through, from
+    /// HTTP or `--stdin`. The hub assigns the id and encodes the event
+    /// once. Returns the id and the delivery.
+    pub fn publish(
+        &mut self,
+        topic: &str,
+        name: Option<&str>,
+        data: &str,
+    ) -> Result<(u64, Delivery), EncodeError> {
+        let event = self.hub.publish(topic, name, data)?;
+        self.counters.published += 1;
+        let delivery = Delivery {
+            topic: event.topic.clone(),
+            frame: event.frame.clone(),
+        };
+        Ok((event.id, delivery))
+    }
+
+    /// One line of `--stdin`, published to its topic.
+    pub fn publish_line(&mut self, line: &str) -> Option<Delivery> {
+        let topic = self.config.stdin_topic.clone()?;
+        self.publish(&topic, None, line)
+            .ok()
+            .map(|(_, delivery)| delivery)
+    }
+
+    /// A tick: `event: tick` with the time, to the `tick` topic. Ticks have
+    /// no id and are not kept, so a browser's last event id stays the last
+    /// published one.
+    pub fn tick(&mut self, wall: SystemTime) -> Delivery {
+        let data = clock::rfc3339(wall);
+        // A fixed name and no id: nothing to refuse.
+        let encoded = sse::encode_event(None, Some("tick"), &data).unwrap_or_default();
+        Delivery {
+            topic: Rc::from(hub::TICK_TOPIC),
+            frame: Frame::chunk(&encoded),
+        }
+    }
+
+    /// The heartbeat comment, framed once for everyone.
+    pub fn ping(&self) -> &Rc<Frame> {
+        &self.ping
+    }
+
+    /// From now on every answer closes its connection.
+    pub fn shut_down(&mut self) {
+        self.shutting_down = true;
+    }
+
+    /// A stream's last words at shutdown: come back after `--retry` plus a
+    /// random spread of up to five times as much, so that clients do not
+    /// all return in the same instant.
+    pub fn farewell(&mut self) -> Rc<Frame> {
+        let retry = self.config.retry_ms;
+        let spread = self.rng.between(0, retry.saturating_mul(5));
+        Frame::chunk(&sse::encode_retry(retry.saturating_add(spread)))
+    }
+
+    /// The answer to a connection over every limit, sent without reading
+    /// its request.
+    pub fn overloaded(&mut self, now: Now) -> Vec<u8> {
+        match self.refuse(Rejection::Overloaded { retry_after: 5 }, None, now) {
+            Answer::Respond { bytes, .. } => bytes,
+            _ => Vec::new(),
+        }
+    }
+
+    /// The loop's stream joins the hub under `key`.
+    pub fn subscribe(&mut self, key: Key, topics: &Topics) {
+        self.hub.subscribe(key, topics);
+    }
+
+    /// The stream under `key` has ended.
+    pub fn unsubscribe(&mut self, key: Key, topics: &Topics) {
+        self.hub.unsubscribe(key, topics);
+    }
+
+    /// The streams an event on `topic` goes to.
+    pub fn subscribers_of<'a>(&'a self, topic: &str) -> impl Iterator<Item = Key> + 'a {
+        self.hub.subscribers_of(topic)
+    }
+
+    /// The counters, for the loop to count what it does.
+    pub fn counters(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+
+    /// Current figures for `/stats` and `/metrics`.
+    pub fn snapshot(&self, now: Now) -> Snapshot {
+        Snapshot {
+            connections: self.counters.connections,
+            subscribers: self.hub.subscriber_count(),
+            history: self.hub.history_len(),
+            uptime_s: now.instant.duration_since(self.counters.started).as_secs(),
+            counters: self.counters,
+        }
+    }
+
+    /// `GET /events`: the stream head, `retry:` and `connected`, then any
+    /// replay. `HEAD /events` gets the head alone.
+    fn open_stream(&mut self, request: &Request, caller: Caller, now: Now) -> Answer {
+        let (topics, last_event_id) = match params::subscription(request) {
+            Ok(parsed) => parsed,
+            Err(rejection) => return self.refuse(rejection, Some(request), now),
+        };
+        let head = stream_head(
+            request.http10,
+            self.config.cors_origin.as_deref(),
+            self.date.at(now.wall),
+        );
+        if request.method == Method::Head {
+            let keep_alive = request.keep_alive && !self.shutting_down;
+            return Answer::Respond {
+                bytes: head,
+                keep_alive,
+            };
+        }
+        let mut frames = vec![
+            Frame::raw(head),
+            Frame::chunk(&sse::greeting(self.config.retry_ms, caller.client)),
+        ];
+        if let Some(last_event_id) = last_event_id {
+            let replay = self.hub.replay(&last_event_id, &topics);
+            frames.extend(replay.gap);
+            frames.extend(replay.events.iter().map(|event| event.frame.clone()));
+        }
+        debug!("#{} subscribed", caller.client);
+        Answer::Stream(OpenStream {
+            frames,
+            topics,
+            chunked: !request.http10,
+        })
+    }
+
+    /// `POST /publish` and `GET /broadcast`: checked, published, answered
+    /// with the id and how many subscribers it reaches.
+    fn publish_request(&mut self, request: &Request, route: Route, now: Now) -> Answer {
+        let token = self.config.publish_token.as_deref();
+        let checked = match params::publish(request, token, route == Route::Broadcast) {
+            Ok(checked) => checked,
+            Err(rejection) => return self.refuse(rejection, Some(request), now),
+        };
+        if request.method == Method::Head {
+            // HEAD must not change anything: say what GET would.
+            return self.respond(request, &Response::json(String::new()), request.keep_alive, now);
+        }
+        let subscribers = self.hub.audience(&checked.topic);
+        match self.publish(&checked.topic, checked.name.as_deref(), &checked.data) {
+            Ok((id, delivery)) => {
+                let json = format!("{{\"id\":{id},\"subscribers\":{subscribers}}}\n");
+                match self.respond(request, &Response::json(json), request.keep_alive, now) {
+                    Answer::Respond { bytes, keep_alive } => Answer::Publish {
+                        bytes,
+                        keep_alive,
+                        delivery,
+                    },
+                    other => other,
+                }
+            }
+            Err(error) => {
+                debug!("publish refused: {error}");
+                let rejection = Rejection::BadRequest("event cannot be encoded");
+                self.refuse(rejection, Some(request), now)
+            }
+        }
+    }
+
+    /// Over `--max-conns`: a stream request gets `200` with only a long,
+    /// random `retry:` (an `EventSource` treats any other status as final
+    /// and would never come back); anything else gets `503`.
+    fn turn_away(&mut self, request: &Request, route: Route, now: Now) -> Answer {
+        if route == Route::Events {
+            let retry = self.rng.between(5_000, 30_000);
+            let mut bytes = stream_head(true, self.config.cors_origin.as_deref(), self.date.at(now.wall));
+            bytes.extend_from_slice(Frame::chunk(&sse::encode_retry(retry)).chunked());
+            Answer::Respond {
+                bytes,
+                keep_alive: false,
+            }
+        } else {
+            let retry_after = self.rng.between(5, 30);
+            self.refuse(Rejection::Overloaded { retry_after }, Some(request), now)
+        }
+    }
+
+    /// A complete response; one that ends the connection says so.
+    fn respond(&mut self, request: &Request, response: &Response, keep_alive: bool, now: Now) -> Answer {
+        let keep_alive = keep_alive && !self.shutting_down;
+        let framing = Framing {
+            head_only: request.method == Method::Head,
+            keep_alive,
+            http10: request.http10,
+            cors_origin: self.config.cors_origin.as_deref(),
+        };
+        let bytes = response.encode(framing, self.date.at(now.wall));
+        Answer::Respond { bytes, keep_alive }
+    }
+}
+
+/// The demo page.
+fn page() -> Response {
+    let mut response = Response::new(200, "text/html; charset=utf-8", PAGE.as_bytes().to_vec());
+    response.header("Cache-Control", "no-cache");
+    response
+}
+
+/// Figures of this instant: never cached.
+fn no_store(mut response: Response) -> Response {
+    response.header("Cache-Control", "no-store");
+    response
+}
+
+/// The CORS preflight: which methods and request headers a page on another
+/// origin may use, cached by the browser for a day.
+fn preflight() -> Response {
+    let mut response = Response::new(204, "text/plain", Vec::new());
+    response.header("Allow", "GET, HEAD, POST, OPTIONS");
+    response.header("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS");
+    response.header(
+        "Access-Control-Allow-Headers",
+        "Authorization, Content-Type, Last-Event-ID, Cache-Control",
+    );
+    response.header("Access-Control-Max-Age", "86400");
+    response
+}
