@@ -14,6 +14,46 @@ use crate::hub;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
+// The range of every numeric flag. Each has a top, so that no number an
+// operator can type overflows the arithmetic done with it later, and each
+// top is generous: far above any value a working deployment has a reason
+// to use. A value outside its range is a command-line error (exit 2) that
+// names the flag, the value and the bound. `--help` and the README's flags
+// table show the same numbers (a test checks `--help`).
+
+/// Most `--tick` and `--heartbeat` period, in seconds: a day. A ticker
+/// slower than that is better turned off (`0`), and proxies drop an idle
+/// stream after minutes, so a heartbeat is only useful well below it.
+pub const MAX_PERIOD_SECS: u64 = 24 * 60 * 60;
+/// Most `--header-timeout`, in seconds: an hour. It is also how long an
+/// idle keep-alive connection keeps its file descriptor.
+pub const MAX_HEADER_TIMEOUT_SECS: u64 = 60 * 60;
+/// Least period or timeout other than `0`: one millisecond, the step `poll`
+/// sleeps in. A shorter one (`--tick 1e-12`) would spin the loop.
+pub const MIN_DURATION: Duration = Duration::from_millis(1);
+/// Most `--retry`, in milliseconds: an hour. Shutdown sends `--retry` plus
+/// up to five times `--retry`, so the largest sum, six hours in
+/// milliseconds, is nowhere near overflowing a `u64`.
+pub const MAX_RETRY_MS: u64 = 60 * 60 * 1000;
+/// Most `--history`: a million events. History is kept in memory, each
+/// event encoded, so this is already gigabytes at a modest event size.
+pub const MAX_HISTORY: u64 = 1_000_000;
+/// Most `--max-conns`: ten million. Every connection is a file descriptor,
+/// and Linux allows at most about a million per process by default
+/// (`fs.nr_open`); the margin keeps `--max-conns` plus the overflow slots
+/// far from overflowing.
+pub const MAX_CONNS: u64 = 10_000_000;
+/// Least `--max-queue`: 1 KiB, so that an ordinary event fits at all.
+pub const MIN_QUEUE: u64 = 1024;
+/// Most `--max-queue`: 1 GiB of unsent bytes for one subscriber; a client
+/// that far behind is not coming back.
+pub const MAX_QUEUE: u64 = 1 << 30;
+/// Most `--max-body` (and `--stdin` line): 64 MiB. A body is held in memory
+/// whole and encoded into one frame whose offsets are `u32`; even at the
+/// worst expansion of the encoding (every byte a line of its own, seven
+/// bytes each) 64 MiB stays well below 4 GiB.
+pub const MAX_BODY: u64 = 64 << 20;
+
 /// Everything the server needs to know, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -85,14 +125,14 @@ USAGE:
 
 OPTIONS:
     --listen ADDR          address to serve on; repeat for several   [default: 127.0.0.1:8080]
-    --tick SECS            ticker period, 0 disables                 [default: 1]
-    --heartbeat SECS       ': ping' to streams silent this long, 0 disables  [default: 15]
-    --retry MS             reconnection hint sent on connect         [default: 3000]
-    --history N            events kept for Last-Event-ID replay      [default: 1024]
-    --max-conns N          most open connections                     [default: open-file limit - 128]
-    --max-queue BYTES      unsent bytes per subscriber before eviction  [default: 1048576]
-    --max-body BYTES       largest publish body                      [default: 65536]
-    --header-timeout SECS  time to receive a whole request           [default: 10]
+    --tick SECS            ticker period, 0 disables                 [default: 1, at most 86400]
+    --heartbeat SECS       ': ping' to streams silent this long, 0 disables  [default: 15, at most 86400]
+    --retry MS             reconnection hint sent on connect         [default: 3000, at most 3600000]
+    --history N            events kept for Last-Event-ID replay      [default: 1024, at most 1000000]
+    --max-conns N          most open connections                     [default: open-file limit - 128, at most 10000000]
+    --max-queue BYTES      unsent bytes per subscriber before eviction  [default: 1048576, at least 1024, at most 1073741824]
+    --max-body BYTES       largest publish body                      [default: 65536, at most 67108864]
+    --header-timeout SECS  time to receive a whole request           [default: 10, at most 3600]
     --publish-token TOKEN  require 'Authorization: Bearer TOKEN' to publish
                            (also env SSED_PUBLISH_TOKEN)             [default: none]
     --cors-origin ORIGIN   Access-Control-Allow-Origin; '' sends none  [default: *]
@@ -100,6 +140,9 @@ OPTIONS:
     --trace                log every byte in and out, escaped
     -h, --help             print this help
     -V, --version          print the version
+
+Seconds may have a fraction (0.5); one that is not 0 is at least 0.001.
+A number outside its range is refused.
 
 Logging goes to standard error; set the level with RUST_LOG (default: info).
 SIGINT or SIGTERM shuts down gracefully.
@@ -139,22 +182,34 @@ pub fn parse(
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
             "--listen" => listen.push(parse_addr(&value("--listen")?)?),
-            "--tick" => config.tick = parse_secs("--tick", &value("--tick")?)?,
-            "--heartbeat" => config.heartbeat = parse_secs("--heartbeat", &value("--heartbeat")?)?,
-            "--retry" => config.retry_ms = parse_number("--retry", &value("--retry")?)?,
-            "--history" => config.history = parse_number("--history", &value("--history")?)?,
-            "--max-conns" => {
-                let n: usize = parse_number("--max-conns", &value("--max-conns")?)?;
-                if n == 0 {
-                    return Err(ConfigError("--max-conns must be at least 1".into()));
-                }
-                config.max_conns = Some(n);
+            "--tick" => config.tick = parse_period("--tick", &value("--tick")?, MAX_PERIOD_SECS, "1 day")?,
+            "--heartbeat" => {
+                config.heartbeat =
+                    parse_period("--heartbeat", &value("--heartbeat")?, MAX_PERIOD_SECS, "1 day")?;
             }
-            "--max-queue" => config.max_queue = parse_number("--max-queue", &value("--max-queue")?)?,
-            "--max-body" => config.max_body = parse_number("--max-body", &value("--max-body")?)?,
+            "--retry" => {
+                config.retry_ms = parse_number("--retry", &value("--retry")?, 0, MAX_RETRY_MS, "1 hour")?
+            }
+            "--history" => {
+                config.history = parse_count("--history", &value("--history")?, 0, MAX_HISTORY, "a million")?
+            }
+            "--max-conns" => {
+                let text = value("--max-conns")?;
+                config.max_conns = Some(parse_count("--max-conns", &text, 1, MAX_CONNS, "ten million")?);
+            }
+            "--max-queue" => {
+                let text = value("--max-queue")?;
+                config.max_queue = parse_count("--max-queue", &text, MIN_QUEUE, MAX_QUEUE, "1 GiB")?;
+            }
+            "--max-body" => {
+                config.max_body = parse_count("--max-body", &value("--max-body")?, 0, MAX_BODY, "64 MiB")?
+            }
             "--header-timeout" => {
-                config.header_timeout = parse_secs("--header-timeout", &value("--header-timeout")?)?
-                    .ok_or_else(|| ConfigError("--header-timeout must be more than 0".into()))?;
+                let text = value("--header-timeout")?;
+                config.header_timeout =
+                    parse_period("--header-timeout", &text, MAX_HEADER_TIMEOUT_SECS, "1 hour")?.ok_or_else(
+                        || ConfigError(format!("--header-timeout: {} must be more than 0", text.trim())),
+                    )?;
             }
             "--publish-token" => {
                 let token = value("--publish-token")?;
@@ -186,9 +241,6 @@ pub fn parse(
     if !listen.is_empty() {
         config.listen = listen;
     }
-    if config.max_queue < 1024 {
-        return Err(ConfigError("--max-queue must be at least 1024 bytes".into()));
-    }
     Ok(Command::Run(config))
 }
 
@@ -206,22 +258,71 @@ fn parse_addr(text: &str) -> Result<SocketAddr, ConfigError> {
         })
 }
 
-fn parse_number<T: std::str::FromStr>(name: &str, text: &str) -> Result<T, ConfigError> {
-    text.trim()
-        .parse()
-        .map_err(|_| ConfigError(format!("{name}: '{text}' is not a whole number")))
+/// A whole number from `least` to `most`; `words` says `most` for people.
+fn parse_number(name: &str, text: &str, least: u64, most: u64, words: &str) -> Result<u64, ConfigError> {
+    let text = text.trim();
+    let too_many = || {
+        ConfigError(format!(
+            "{name}: {text} is more than the most allowed, {most} ({words})"
+        ))
+    };
+    let n: u64 = match text.parse() {
+        Ok(n) => n,
+        // All digits, yet not a u64: a number past even u64::MAX.
+        Err(_) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => return Err(too_many()),
+        Err(_) => return Err(ConfigError(format!("{name}: '{text}' is not a whole number"))),
+    };
+    if n > most {
+        return Err(too_many());
+    }
+    if n < least {
+        return Err(ConfigError(format!(
+            "{name}: {text} is less than the least allowed, {least}"
+        )));
+    }
+    Ok(n)
 }
 
-/// Seconds, fractions allowed (`0.5`); `0` means off.
-fn parse_secs(name: &str, text: &str) -> Result<Option<Duration>, ConfigError> {
+/// [`parse_number`] for a count or size kept as `usize`.
+fn parse_count(name: &str, text: &str, least: u64, most: u64, words: &str) -> Result<usize, ConfigError> {
+    let n = parse_number(name, text, least, most, words)?;
+    // Every bound above fits in 32 bits and ssed runs only where `usize`
+    // has at least 32, so this cannot fail; checked rather than cast all
+    // the same.
+    usize::try_from(n).map_err(|_| ConfigError(format!("{name}: {n} does not fit in memory here")))
+}
+
+/// Seconds, fractions allowed (`0.5`), at most `most`; `0` means off
+/// (`None`), and anything else is at least [`MIN_DURATION`].
+fn parse_period(name: &str, text: &str, most: u64, words: &str) -> Result<Option<Duration>, ConfigError> {
+    let text = text.trim();
     let secs: f64 = text
-        .trim()
         .parse()
-        .map_err(|_| ConfigError(format!("{name}: '{text}' is not a number of seconds")))?;
-    if !secs.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&secs) {
-        return Err(ConfigError(format!("{name}: '{text}' is out of range")));
+        .ok()
+        .filter(|secs: &f64| !secs.is_nan())
+        .ok_or_else(|| ConfigError(format!("{name}: '{text}' is not a number of seconds")))?;
+    // Compared as f64 before any conversion: `Duration::from_secs_f64`
+    // panics on a negative or huge value.
+    if secs > most as f64 {
+        return Err(ConfigError(format!(
+            "{name}: {text} is more than the most allowed, {most} ({words})"
+        )));
     }
-    Ok((secs > 0.0).then(|| Duration::from_secs_f64(secs)))
+    if secs < 0.0 {
+        return Err(ConfigError(format!(
+            "{name}: {text} is less than the least allowed, 0"
+        )));
+    }
+    if secs == 0.0 {
+        return Ok(None);
+    }
+    let least = MIN_DURATION.as_secs_f64();
+    if secs < least {
+        return Err(ConfigError(format!(
+            "{name}: {text} is less than the least allowed, {least} (1 ms)"
+        )));
+    }
+    Ok(Some(Duration::from_secs_f64(secs)))
 }
 
 #[cfg(test)]
@@ -351,8 +452,73 @@ mod tests {
             &["--bogus"],
             &["--max-queue", "10"],
             &["--cors-origin", "a\nb"],
+            &["--retry", "-1"],
+            &["--retry", ""],
+            &["--heartbeat", "inf"],
+            &["--heartbeat", "-inf"],
         ] {
             assert!(run(args).is_err(), "{args:?}");
         }
+    }
+
+    /// Each numeric flag at the ends of its range, and one step past them.
+    #[test]
+    fn numbers_are_bounded() {
+        let huge = "18446744073709551615"; // u64::MAX
+        let huger = "18446744073709551616"; // u64::MAX + 1
+        for (flag, least, most, under, over) in [
+            ("--tick", "0.001", "86400", "0.0009", "86400.001"),
+            ("--heartbeat", "0.001", "86400", "0.0009", "86401"),
+            ("--header-timeout", "0.001", "3600", "0", "3601"),
+            ("--retry", "0", "3600000", "-1", "3600001"),
+            ("--history", "0", "1000000", "-1", "1000001"),
+            ("--max-conns", "1", "10000000", "0", "10000001"),
+            ("--max-queue", "1024", "1073741824", "1023", "1073741825"),
+            ("--max-body", "0", "67108864", "-1", "67108865"),
+        ] {
+            for ok in [least, most] {
+                assert!(run(&[flag, ok]).is_ok(), "{flag} {ok}");
+            }
+            for bad in [under, over, huge, huger] {
+                let error = run(&[flag, bad]).expect_err(&format!("{flag} {bad}")).0;
+                assert!(error.starts_with(&format!("{flag}: ")), "{error}");
+            }
+            let error = run(&[flag, over]).unwrap_err().0;
+            assert!(
+                error.contains(&format!("{over} is more than the most allowed, {most} (")),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn bounds_hold_what_they_promise() {
+        // Shutdown adds up to five times --retry to --retry.
+        assert!(MAX_RETRY_MS.checked_mul(6).is_some());
+        // Frame offsets are u32; an event encodes to at most 7 bytes per
+        // body byte ("data: \n" for each empty line), plus a little.
+        assert!(MAX_BODY * 8 < u64::from(u32::MAX));
+        // The --stdin reader reads a line of --max-body plus one byte.
+        assert!(MAX_BODY.checked_add(1).is_some());
+        // --max-conns plus the overflow slots, on a 32-bit usize too.
+        assert!(MAX_CONNS + 1024 < u64::from(u32::MAX));
+        assert!(MAX_QUEUE < u64::from(u32::MAX) && MAX_HISTORY < u64::from(u32::MAX));
+    }
+
+    #[test]
+    fn help_shows_every_bound() {
+        for bound in [
+            MAX_PERIOD_SECS,
+            MAX_HEADER_TIMEOUT_SECS,
+            MAX_RETRY_MS,
+            MAX_HISTORY,
+            MAX_CONNS,
+            MAX_QUEUE,
+            MAX_BODY,
+        ] {
+            assert!(HELP.contains(&format!("at most {bound}]")), "{bound} in --help");
+        }
+        assert!(HELP.contains(&format!("at least {MIN_QUEUE},")));
+        assert!(HELP.contains(&format!("at least {}.", MIN_DURATION.as_secs_f64())));
     }
 }

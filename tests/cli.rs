@@ -4,6 +4,8 @@ mod common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
 
 use common::*;
 
@@ -40,6 +42,10 @@ fn help_lists_every_flag_with_defaults() {
         assert!(text.contains(flag), "{flag} in --help");
     }
     assert!(text.contains("[default: 127.0.0.1:8080]"));
+    assert!(
+        text.contains("[default: 3000, at most 3600000]"),
+        "--retry's range"
+    );
 }
 
 #[test]
@@ -54,6 +60,92 @@ fn version_and_bad_flags() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--tick"));
     assert_eq!(ssed(&["--no-such-flag"]).status.code(), Some(2));
+}
+
+/// Runs ssed with `args` (on a free port, no ticker) and waits, bounded, for
+/// it to exit. A value ssed wrongly accepts leaves it serving: then it is
+/// killed and the test fails instead of hanging.
+fn ssed_exits(args: &[&str]) -> std::process::Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_ssed"))
+        .args(["--listen", "127.0.0.1:0", "--tick", "0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ssed");
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(WAIT) {
+        Ok(output) => output.expect("wait for ssed"),
+        Err(_) => {
+            // SAFETY: kill(2) on our own child, which has not been reaped
+            // (its waiting thread has not returned), so the pid is still its.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            panic!("ssed {args:?} started instead of refusing the command line");
+        }
+    }
+}
+
+#[test]
+fn huge_numbers_are_refused_with_exit_2() {
+    // The values from issue 8: each used to start a server that later
+    // panicked (at shutdown, on admitting, or reading standard input).
+    for (args, flag) in [
+        (&["--retry", "18446744073709551615"][..], "--retry"),
+        (&["--retry", "99999999999999"], "--retry"),
+        (&["--max-conns", "18446744073709551615"], "--max-conns"),
+        (&["--max-body", "18446744073709551615", "--stdin"], "--max-body"),
+        (&["--history", "18446744073709551616"], "--history"),
+        (&["--max-queue", "18446744073709551615"], "--max-queue"),
+        (&["--heartbeat", "1e300"], "--heartbeat"),
+        (&["--header-timeout", "86401"], "--header-timeout"),
+    ] {
+        let out = ssed_exits(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("ssed: {flag}: ")),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains("most allowed"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn the_largest_values_allowed_run_and_shut_down() {
+    let mut server = BinaryServer::spawn_with(
+        &[
+            "--tick",
+            "86400",
+            "--heartbeat",
+            "86400",
+            "--retry",
+            "3600000",
+            "--history",
+            "1000000",
+            "--max-conns",
+            "10000000",
+            "--max-queue",
+            "1073741824",
+            "--max-body",
+            "67108864",
+            "--header-timeout",
+            "3600",
+            "--stdin",
+        ],
+        Stdio::piped(),
+    );
+    let mut sub = Subscriber::open(server.addr, "/events", "");
+    sub.connected();
+    let status = server.signal(libc::SIGTERM);
+    assert_eq!(status.code(), Some(0));
+    // --retry plus a spread of up to five times --retry.
+    let retry = sub.next_block().retry.expect("retry on shutdown");
+    assert!((3_600_000..=21_600_000).contains(&retry), "{retry}");
 }
 
 #[test]
