@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::hub;
 
+/// Where the daemon serves unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 // The range of every numeric flag. Each has a top, so that no number an
@@ -57,23 +58,31 @@ pub const MAX_BODY: u64 = 64 << 20;
 /// Everything the server needs to know, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// `--listen`: every address served.
     pub listen: Vec<SocketAddr>,
     /// Ticker period; `None` disables it.
     pub tick: Option<Duration>,
     /// Heartbeat after this much silence; `None` disables it.
     pub heartbeat: Option<Duration>,
+    /// `--retry`: the reconnection hint sent on connect, in ms.
     pub retry_ms: u64,
+    /// `--history`: events kept for `Last-Event-ID` replay.
     pub history: usize,
     /// `None`: derived from the open-file limit at start.
     pub max_conns: Option<usize>,
+    /// `--max-queue`: unsent bytes per subscriber before eviction.
     pub max_queue: usize,
+    /// `--max-body`: the largest publish body.
     pub max_body: usize,
+    /// `--header-timeout`: time to receive a whole request.
     pub header_timeout: Duration,
+    /// `--publish-token`: publishing needs `Authorization: Bearer` it.
     pub publish_token: Option<String>,
     /// `Access-Control-Allow-Origin`; `None` sends no CORS headers.
     pub cors_origin: Option<String>,
     /// `--stdin`: publish each line of standard input to this topic.
     pub stdin_topic: Option<String>,
+    /// `--trace`: log every byte in and out.
     pub trace: bool,
 }
 
@@ -100,8 +109,11 @@ impl Default for Config {
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// Serve with this configuration.
     Run(Config),
+    /// Print `--help`.
     Help,
+    /// Print the version.
     Version,
 }
 
@@ -117,6 +129,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The `--help` text.
 pub const HELP: &str = "\
 ssed - a small Server-Sent Events daemon
 

@@ -91,6 +91,7 @@ impl Signals {
         Ok(signals)
     }
 
+    /// The pipe's read end, to register with `poll`.
     pub fn raw_fd(&self) -> RawFd {
         self.read.as_raw_fd()
     }
