@@ -42,13 +42,15 @@
 //!
 //! # The write queue
 //!
-//! The queue holds [`Frame`]s, reference-counted and shared: one published
-//! event is one allocation however many subscribers queue it. A flush hands
-//! every queued frame (up to [`MAX_IOVECS`]) to one `writev`. The server
-//! bounds the queue with `--max-queue`.
+//! What is sent waits in a [`WriteQueue`] (`conn/queue.rs`) of shared
+//! frames, written with one `writev` per flush. The server bounds it with
+//! `--max-queue`.
 
-use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read, Write};
+mod queue;
+
+pub use queue::{WriteQueue, MAX_IOVECS};
+
+use std::io::{self, Read};
 use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::Instant;
@@ -60,9 +62,6 @@ use crate::frame::Frame;
 use crate::http::reader::RequestReader;
 use crate::hub::Topics;
 use crate::trace;
-
-/// Most frames handed to one `writev`: Linux's `IOV_MAX`.
-pub const MAX_IOVECS: usize = 1024;
 
 /// Where the connection is in its life. See the module docs for the diagram.
 #[derive(Debug)]
@@ -230,13 +229,8 @@ pub struct Conn {
     pub id: u64,
     /// Where the connection is in its life.
     pub phase: Phase,
-    /// Frames to send, oldest first: 8 bytes each, a pointer to bytes that
-    /// every subscriber shares.
-    queue: VecDeque<Rc<Frame>>,
-    /// How much of the front frame is already written; only the front can
-    /// be part-sent, so one offset serves the whole queue.
-    front_sent: usize,
-    queued: usize,
+    /// What is still to be sent.
+    queue: WriteQueue,
     /// What the kernel reported.
     pub readiness: Readiness,
     /// An HTTP/1.1 stream: frames are sent whole, chunk framing included.
@@ -255,9 +249,7 @@ impl Conn {
                 reader: RequestReader::new(max_body),
                 deadline,
             })),
-            queue: VecDeque::new(),
-            front_sent: 0,
-            queued: 0,
+            queue: WriteQueue::default(),
             readiness: Readiness::fresh(),
             chunked: false,
             over_capacity: false,
@@ -266,7 +258,7 @@ impl Conn {
 
     /// Bytes queued and not yet written.
     pub fn queued(&self) -> usize {
-        self.queued
+        self.queue.queued()
     }
 
     /// Something is queued.
@@ -383,29 +375,25 @@ impl Conn {
     /// A frame with nothing to send on this connection (the last chunk, to
     /// an HTTP/1.0 stream) is not queued at all.
     pub fn enqueue(&mut self, frame: Rc<Frame>) -> usize {
-        let len = frame.wire(self.chunked).len();
-        if len > 0 {
-            self.queued += len;
-            self.queue.push_back(frame);
-        }
-        self.queued
+        self.queue.push(frame, self.chunked)
     }
 
     /// Writes as much of the queue as the socket takes, every queued frame
-    /// in one `writev` (up to [`MAX_IOVECS`]). Returns the outcome and the
-    /// bytes written.
+    /// in one `writev` per call (up to [`MAX_IOVECS`]). Returns the outcome
+    /// and the bytes written.
     pub fn flush(&mut self, tracing: bool) -> (FlushOutcome, usize) {
         let mut written = 0;
         let mut released = 0;
+        let trace = tracing.then_some(self.id);
         while !self.queue.is_empty() {
             if !self.readiness.writable() {
                 return (FlushOutcome::Blocked, written);
             }
-            match self.write_queued(tracing) {
+            match self.queue.write_to(&mut self.stream, self.chunked, trace) {
                 Ok(0) => return (FlushOutcome::Error(io::ErrorKind::WriteZero.into()), written),
                 Ok(n) => {
                     written += n;
-                    released += self.consume(n);
+                    released += self.queue.consume(n, self.chunked);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.readiness.clear(Readiness::WRITABLE);
@@ -417,82 +405,6 @@ impl Conn {
         }
         (FlushOutcome::Done { released }, written)
     }
-
-    /// One system call for the front of the queue. The iovec array lives on
-    /// the stack for the usual handful of frames; a burst that queued more
-    /// gets a heap array, still one call.
-    fn write_queued(&mut self, tracing: bool) -> io::Result<usize> {
-        const ON_STACK: usize = 16;
-        let chunked = self.chunked;
-        let front_sent = self.front_sent;
-        let unsent = |index, frame| unsent(frame, index, chunked, front_sent);
-        if self.queue.len() == 1 {
-            let only = unsent(0, &self.queue[0]);
-            let n = self.stream.write(only)?;
-            if tracing {
-                trace::bytes(self.id, trace::Direction::Out, &only[..n]);
-            }
-            return Ok(n);
-        }
-        let mut on_stack = [IoSlice::new(&[]); ON_STACK];
-        let on_heap: Vec<IoSlice<'_>>;
-        let slices: &[IoSlice<'_>] = if self.queue.len() <= ON_STACK {
-            for (index, (slot, frame)) in on_stack.iter_mut().zip(self.queue.iter()).enumerate() {
-                *slot = IoSlice::new(unsent(index, frame));
-            }
-            &on_stack[..self.queue.len()]
-        } else {
-            on_heap = self
-                .queue
-                .iter()
-                .take(MAX_IOVECS)
-                .enumerate()
-                .map(|(index, frame)| IoSlice::new(unsent(index, frame)))
-                .collect();
-            &on_heap
-        };
-        let n = self.stream.write_vectored(slices)?;
-        if tracing {
-            trace::slices(self.id, slices, n);
-        }
-        Ok(n)
-    }
-
-    /// Pops `n` written bytes off the front of the queue. Returns the
-    /// bytes of queue buffer given back, when it emptied.
-    fn consume(&mut self, mut n: usize) -> usize {
-        self.queued -= n;
-        while n > 0 {
-            let Some(front) = self.queue.front() else {
-                break;
-            };
-            let left = front.wire(self.chunked).len() - self.front_sent;
-            if n >= left {
-                n -= left;
-                self.queue.pop_front();
-                self.front_sent = 0;
-            } else {
-                self.front_sent += n;
-                n = 0;
-            }
-        }
-        if self.queue.is_empty() && self.queue.capacity() > 0 {
-            // An idle subscriber holds no queue buffer at all: at tens of
-            // thousands of connections that is most of their memory, and a
-            // malloc per event costs nothing next to the write it goes with.
-            let released = self.queue.capacity() * std::mem::size_of::<Rc<Frame>>();
-            self.queue = VecDeque::new();
-            return released;
-        }
-        0
-    }
-}
-
-/// What is left to write of the frame at `index` in a queue whose front
-/// frame has `front_sent` bytes written.
-fn unsent(frame: &Frame, index: usize, chunked: bool, front_sent: usize) -> &[u8] {
-    let skip = if index == 0 { front_sent } else { 0 };
-    &frame.wire(chunked)[skip..]
 }
 
 #[cfg(test)]
@@ -524,31 +436,6 @@ mod tests {
         let mut got = vec![0; written];
         client.read_exact(&mut got).unwrap();
         assert_eq!(&got[..frame.chunked().len()], frame.chunked());
-    }
-
-    #[test]
-    fn unchunked_streams_send_the_body_only_and_no_last_chunk() {
-        let (mut conn, mut client) = pair();
-        conn.start_stream(Topics::All, false, Instant::now());
-        conn.enqueue(Frame::chunk(b"data: y\n\n"));
-        assert_eq!(conn.enqueue(Frame::last_chunk()), 9);
-        conn.flush(false);
-        let mut got = [0; 9];
-        client.read_exact(&mut got).unwrap();
-        assert_eq!(&got, b"data: y\n\n");
-    }
-
-    #[test]
-    fn consume_handles_partial_frames() {
-        let (mut conn, _client) = pair();
-        conn.enqueue(Frame::raw(b"abc".to_vec()));
-        conn.enqueue(Frame::raw(b"defg".to_vec()));
-        conn.consume(4);
-        assert_eq!(conn.queued(), 3);
-        assert_eq!(conn.queue.len(), 1);
-        assert_eq!(conn.front_sent, 1);
-        conn.consume(3);
-        assert!(!conn.has_pending_output());
     }
 
     #[test]

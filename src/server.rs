@@ -23,6 +23,10 @@
 //!  flush every dirty connection: one writev each, whatever was queued
 //! ```
 //!
+//! The work is spread over three files, each an `impl Server` block:
+//! [`requests`] (bytes in, answers applied), [`output`] (fan-out, the one
+//! flush per turn, closing) and [`deadlines`] (timers firing).
+//!
 //! Writes happen once per connection per turn, at the end: a burst of
 //! pipelined publishes that arrives in one read becomes one `writev` per
 //! subscriber carrying all of them, instead of one `write` per event.
@@ -36,10 +40,14 @@
 //! every handler treats readiness as a hint and confirms it with a read or
 //! a write that may just say `WouldBlock`.
 
+mod deadlines;
+mod output;
+mod requests;
+
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,16 +59,14 @@ use slab::Slab;
 
 use crate::clock::Now;
 use crate::config::Config;
-use crate::conn::{AfterEof, AfterFlush, CloseReason, Conn, FlushOutcome, Phase, ReadOutcome};
+use crate::conn::{CloseReason, Conn, Phase};
 use crate::frame::Frame;
-use crate::http::reader::Step;
-use crate::http::response::CONTINUE;
-use crate::http::{Rejection, Request};
 use crate::os;
-use crate::service::{Answer, Caller, Delivery, OpenStream, Service};
+use crate::service::Service;
 use crate::signal::Signals;
+use crate::sse::EncodeError;
 use crate::stats::Snapshot;
-use crate::timer::{Kind, Timers};
+use crate::timer::Timers;
 
 /// Most `--listen` addresses.
 pub const MAX_LISTENERS: usize = 12;
@@ -241,52 +247,67 @@ impl Server {
     /// Runs until shut down; returns once every connection is closed.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        loop {
-            let timeout = if !self.backlog.is_empty() || self.stdin_pending {
-                Some(Duration::ZERO)
-            } else {
-                self.timers.poll_timeout(Now::read().instant)
-            };
-            if let Err(error) = self.poll.poll(&mut events, timeout) {
-                if error.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(error);
-            }
-            let now = Now::read();
-            for event in events.iter() {
-                match event.token() {
-                    Token(index) if index < self.listeners.len() => self.accept(index, now),
-                    SIGNAL => {
-                        if self.signals.as_ref().is_some_and(Signals::take) {
-                            self.begin_shutdown(now);
-                        }
-                    }
-                    WAKER => {
-                        if self.stop.load(Ordering::SeqCst) {
-                            self.begin_shutdown(now);
-                        }
-                        self.stdin_pending = true;
-                    }
-                    Token(token) => self.on_ready(token - FIRST_CONN, event, now),
-                }
-            }
-            for key in std::mem::take(&mut self.backlog) {
-                self.drive(key, now);
-            }
-            if self.stdin_pending {
-                self.drain_stdin(now);
-            }
-            self.fire_timers(now);
-            self.flush_dirty(now);
-            if self.timers.in_grace() && (self.conns.is_empty() || self.timers.grace_over(now.instant)) {
-                info!("shut down with {} connection(s) still open", self.conns.len());
-                return Ok(());
-            }
-        }
+        while !self.turn(&mut events, None)? {}
+        Ok(())
     }
 
-    // ----- accepting -----------------------------------------------------
+    /// One turn of the loop (see the module docs): wait for readiness, at
+    /// most until the nearest deadline or `max_wait`, handle it, fire due
+    /// timers, flush. Returns true once shut down with every connection
+    /// closed (or the grace run out).
+    pub fn turn(&mut self, events: &mut Events, max_wait: Option<Duration>) -> io::Result<bool> {
+        let timeout = if !self.backlog.is_empty() || self.stdin_pending {
+            Some(Duration::ZERO)
+        } else {
+            let deadline = self.timers.poll_timeout(Now::read().instant);
+            deadline.into_iter().chain(max_wait).min()
+        };
+        match self.poll.poll(events, timeout) {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => return Ok(false),
+            result => result?,
+        }
+        let now = Now::read();
+        for event in events.iter() {
+            match event.token() {
+                Token(index) if index < self.listeners.len() => self.accept(index, now),
+                SIGNAL => {
+                    if self.signals.as_ref().is_some_and(Signals::take) {
+                        self.begin_shutdown(now);
+                    }
+                }
+                WAKER => {
+                    if self.stop.load(Ordering::SeqCst) {
+                        self.begin_shutdown(now);
+                    }
+                    self.stdin_pending = true;
+                }
+                Token(token) => self.on_ready(token - FIRST_CONN, event, now),
+            }
+        }
+        for key in std::mem::take(&mut self.backlog) {
+            self.drive(key, now);
+        }
+        if self.stdin_pending {
+            self.drain_stdin(now);
+        }
+        self.fire_timers(now);
+        self.flush_dirty(now);
+        let done = self.timers.in_grace() && (self.conns.is_empty() || self.timers.grace_over(now.instant));
+        if done {
+            info!("shut down with {} connection(s) still open", self.conns.len());
+        }
+        Ok(done)
+    }
+
+    /// Publishes an event from the program that embeds the server, as
+    /// `POST /publish` does: the service assigns its id and encodes it
+    /// once; its frame is queued on every subscriber now and written at
+    /// the end of the next turn. Returns the id.
+    pub fn publish(&mut self, topic: &str, name: Option<&str>, data: &str) -> Result<u64, EncodeError> {
+        let (id, delivery) = self.service.publish(topic, name, data)?;
+        self.deliver(&delivery, Now::read());
+        Ok(id)
+    }
 
     fn accept(&mut self, index: usize, now: Now) {
         if self.timers.accepting_paused() || self.timers.in_grace() {
@@ -371,8 +392,6 @@ impl Server {
         self.arm_request_timer(key);
     }
 
-    // ----- reading and requests ------------------------------------------
-
     fn on_ready(&mut self, key: usize, event: &mio::event::Event, now: Now) {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
@@ -382,416 +401,6 @@ impl Server {
             self.mark_dirty(key);
         }
         self.drive(key, now);
-    }
-
-    /// Reads what the socket has (within a budget) and acts on it.
-    fn drive(&mut self, key: usize, now: Now) {
-        // Requests held back while the client was slow to read its answers
-        // come before anything new.
-        if self
-            .conns
-            .get_mut(key)
-            .and_then(|slot| slot.conn.reading())
-            .is_some_and(|reading| reading.reader.has_held())
-        {
-            self.serve_requests(key, &[], now);
-        }
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let finished = self.read_some(key, &mut scratch, now);
-        self.scratch = scratch;
-        if !finished {
-            self.backlog.push(key);
-        }
-    }
-
-    /// Up to [`MAX_READS_PER_TURN`] reads. Returns false if the socket may
-    /// have more, for the next turn.
-    fn read_some(&mut self, key: usize, scratch: &mut [u8], now: Now) -> bool {
-        for _ in 0..MAX_READS_PER_TURN {
-            let Some(slot) = self.conns.get_mut(key) else {
-                return true;
-            };
-            let conn = &mut slot.conn;
-            if !conn.wants_read() {
-                return true;
-            }
-            if matches!(conn.phase, Phase::Request(_)) && conn.queued() > RESPONSE_BACKPRESSURE {
-                // Resumed by flush_dirty once the client reads its answers.
-                return true;
-            }
-            match conn.read(scratch, self.config.trace) {
-                ReadOutcome::Data(n) => {
-                    let drained = !conn.readiness.readable();
-                    if matches!(conn.phase, Phase::Request(_)) {
-                        self.serve_requests(key, &scratch[..n], now);
-                    }
-                    // Other phases drop what the peer sends.
-                    if drained {
-                        return true;
-                    }
-                }
-                ReadOutcome::WouldBlock => return true,
-                ReadOutcome::Eof => {
-                    if conn.peer_closed() == AfterEof::Close {
-                        self.close(key, CloseReason::PeerClosed);
-                    }
-                    return true;
-                }
-                ReadOutcome::Error(e) => {
-                    debug!("#{} read: {e}", conn.id);
-                    self.close(key, CloseReason::ReadError);
-                    return true;
-                }
-            }
-        }
-        false
-    }
-
-    /// Gives `input` (after any held bytes) to the connection's request
-    /// reader, and answers every complete request in order.
-    fn serve_requests(&mut self, key: usize, mut input: &[u8], now: Now) {
-        loop {
-            let Some(slot) = self.conns.get_mut(key) else {
-                return;
-            };
-            let backpressured = slot.conn.queued() > RESPONSE_BACKPRESSURE;
-            // Answered with a close, or became a stream: the rest is dropped.
-            let Some(reading) = slot.conn.reading() else {
-                break;
-            };
-            if backpressured {
-                reading.reader.hold(input);
-                break;
-            }
-            let (used, step) = reading.reader.read(input);
-            input = &input[used..];
-            match step {
-                Step::NeedMore => break,
-                Step::SendContinue => {
-                    slot.conn.enqueue(Frame::raw(CONTINUE.to_vec()));
-                }
-                Step::Request(request) => {
-                    reading.deadline = now.instant + self.config.header_timeout;
-                    self.answer(key, &request, now);
-                }
-                Step::Reject(rejection) => {
-                    self.refuse(key, rejection, now);
-                    break;
-                }
-            }
-        }
-        if self
-            .conns
-            .get(key)
-            .is_some_and(|slot| slot.conn.has_pending_output())
-        {
-            self.mark_dirty(key);
-        }
-        self.arm_request_timer(key);
-    }
-
-    /// Hands a request to the service and applies its answer.
-    fn answer(&mut self, key: usize, request: &Request, now: Now) {
-        let Some(slot) = self.conns.get(key) else {
-            return;
-        };
-        let caller = Caller {
-            client: slot.conn.id,
-            over_capacity: slot.conn.over_capacity,
-        };
-        match self.service.handle(request, caller, now) {
-            Answer::Respond { bytes, keep_alive } => self.send(key, bytes, keep_alive),
-            Answer::Publish {
-                bytes,
-                keep_alive,
-                delivery,
-            } => {
-                self.deliver(&delivery, now);
-                self.send(key, bytes, keep_alive);
-            }
-            Answer::Stream(stream) => self.open_stream(key, stream, now),
-        }
-    }
-
-    /// Answers a request that could not be read (or came too late).
-    fn refuse(&mut self, key: usize, rejection: Rejection, now: Now) {
-        if let Answer::Respond { bytes, keep_alive } = self.service.refuse(rejection, None, now) {
-            self.send(key, bytes, keep_alive);
-        }
-    }
-
-    /// Queues a whole answer for the end-of-turn flush; without keep-alive
-    /// the connection then closes.
-    fn send(&mut self, key: usize, bytes: Vec<u8>, keep_alive: bool) {
-        let Some(slot) = self.conns.get_mut(key) else {
-            return;
-        };
-        slot.conn.enqueue(Frame::raw(bytes));
-        if !keep_alive {
-            slot.conn.begin_closing();
-        }
-        self.mark_dirty(key);
-    }
-
-    // ----- streams and publishing ----------------------------------------
-
-    /// The connection becomes a stream: its first frames are queued, it
-    /// joins the hub, and its heartbeat timer starts.
-    fn open_stream(&mut self, key: usize, stream: OpenStream, now: Now) {
-        let Some(slot) = self.conns.get_mut(key) else {
-            return;
-        };
-        let conn = &mut slot.conn;
-        self.service.subscribe(key, &stream.topics);
-        conn.start_stream(stream.topics, stream.chunked, now.instant);
-        for frame in stream.frames {
-            conn.enqueue(frame);
-        }
-        if let Some(heartbeat) = self.config.heartbeat {
-            self.timers
-                .push(now.instant + heartbeat, Kind::Heartbeat, key, conn.id);
-        }
-        self.mark_dirty(key);
-    }
-
-    /// Queues `delivery`'s frame on every subscriber of its topic; writing
-    /// waits for the end of the turn. A queue that passes `--max-queue` is
-    /// written at once instead: a burst of publishes read in one turn can
-    /// queue more than the limit before the end-of-turn flush, and a
-    /// subscriber that keeps up must not pay for that. Only one whose
-    /// socket will not take the excess, a subscriber that really is
-    /// behind, is evicted.
-    fn deliver(&mut self, delivery: &Delivery, now: Now) {
-        let max_queue = self.config.max_queue;
-        let tracing = self.config.trace;
-        let (mut delivered, mut written, mut released) = (0u64, 0u64, 0usize);
-        for key in self.service.subscribers_of(&delivery.topic) {
-            let Some(slot) = self.conns.get_mut(key) else {
-                continue;
-            };
-            let Phase::Stream(subscription) = &mut slot.conn.phase else {
-                continue;
-            };
-            subscription.last_sent = now.instant;
-            delivered += 1;
-            if slot.conn.enqueue(delivery.frame.clone()) > max_queue {
-                let (outcome, n) = slot.conn.flush(tracing);
-                written += n as u64;
-                if let FlushOutcome::Done { released: freed } = outcome {
-                    released += freed;
-                }
-                if matches!(outcome, FlushOutcome::Error(_)) || slot.conn.queued() > max_queue {
-                    self.evictions.push(key);
-                    continue;
-                }
-            }
-            if !slot.dirty {
-                slot.dirty = true;
-                self.dirty.push(key);
-            }
-        }
-        self.released_since_trim += released;
-        let counters = self.service.counters();
-        counters.delivered += delivered;
-        counters.bytes_out += written;
-        counters.evicted += self.evictions.len() as u64;
-        for key in std::mem::take(&mut self.evictions) {
-            self.close(key, CloseReason::Evicted);
-        }
-    }
-
-    fn drain_stdin(&mut self, now: Now) {
-        self.stdin_pending = false;
-        for _ in 0..STDIN_BATCH {
-            let Some(lines) = &self.stdin else { return };
-            match lines.try_recv() {
-                Ok(line) => {
-                    if let Some(delivery) = self.service.publish_line(&line) {
-                        self.deliver(&delivery, now);
-                    }
-                }
-                Err(TryRecvError::Empty) => return,
-                Err(TryRecvError::Disconnected) => {
-                    info!("--stdin: end of input; still serving");
-                    self.stdin = None;
-                    return;
-                }
-            }
-        }
-        self.stdin_pending = true;
-    }
-
-    // ----- timers ----------------------------------------------------------
-
-    /// A connection reading a request gets a [`Kind::Request`] entry at its
-    /// deadline, unless it has one.
-    fn arm_request_timer(&mut self, key: usize) {
-        let Some(slot) = self.conns.get_mut(key) else {
-            return;
-        };
-        if let Phase::Request(reading) = &slot.conn.phase {
-            if !slot.request_timer {
-                slot.request_timer = true;
-                self.timers
-                    .push(reading.deadline, Kind::Request, key, slot.conn.id);
-            }
-        }
-    }
-
-    /// A closing connection gets [`LINGER`] to finish, once.
-    fn arm_linger_timer(&mut self, key: usize, now: Now) {
-        let Some(slot) = self.conns.get_mut(key) else {
-            return;
-        };
-        if !slot.linger_timer {
-            slot.linger_timer = true;
-            self.timers
-                .push(now.instant + LINGER, Kind::Linger, key, slot.conn.id);
-        }
-    }
-
-    fn fire_timers(&mut self, now: Now) {
-        while let Some(due) = self.timers.pop_due(now.instant) {
-            let Some(slot) = self.conns.get_mut(due.key) else {
-                continue;
-            };
-            if slot.conn.id != due.conn_id {
-                continue;
-            }
-            match due.kind {
-                Kind::Heartbeat => self.heartbeat(due.key, now),
-                Kind::Request => {
-                    slot.request_timer = false;
-                    match &slot.conn.phase {
-                        Phase::Request(reading) if reading.deadline > now.instant => {
-                            self.arm_request_timer(due.key);
-                        }
-                        // Nothing of a next request: a keep-alive connection
-                        // that went quiet closes without a word.
-                        Phase::Request(_) if slot.conn.is_idle() => {
-                            self.close(due.key, CloseReason::IdleTimeout)
-                        }
-                        Phase::Request(_) => self.refuse(due.key, Rejection::RequestTimeout, now),
-                        _ => {}
-                    }
-                }
-                Kind::Linger => {
-                    slot.linger_timer = false;
-                    match slot.conn.phase {
-                        // The client is not reading its last answer.
-                        Phase::Closing { .. } => self.close(due.key, CloseReason::IdleTimeout),
-                        Phase::Lingering => self.close(due.key, CloseReason::Finished),
-                        _ => {}
-                    }
-                }
-            }
-        }
-        if self.timers.tick_due(now.instant) && !self.timers.in_grace() {
-            let tick = self.service.tick(now.wall);
-            self.deliver(&tick, now);
-        }
-        if self.timers.accept_resume_due(now.instant) {
-            for index in 0..self.listeners.len() {
-                self.accept(index, now);
-            }
-        }
-    }
-
-    /// A stream silent for a heartbeat period gets `: ping`; the next check
-    /// is a period after whatever it was last sent.
-    fn heartbeat(&mut self, key: usize, now: Now) {
-        let Some(period) = self.config.heartbeat else {
-            return;
-        };
-        let Some(slot) = self.conns.get_mut(key) else {
-            return;
-        };
-        let id = slot.conn.id;
-        let Phase::Stream(subscription) = &mut slot.conn.phase else {
-            return;
-        };
-        let mut next = subscription.last_sent + period;
-        let silent = next <= now.instant;
-        if silent {
-            subscription.last_sent = now.instant;
-            next = now.instant + period;
-            slot.conn.enqueue(self.service.ping().clone());
-        }
-        self.timers.push(next, Kind::Heartbeat, key, id);
-        if silent {
-            self.mark_dirty(key);
-        }
-    }
-
-    // ----- writing and closing -------------------------------------------
-
-    fn mark_dirty(&mut self, key: usize) {
-        if let Some(slot) = self.conns.get_mut(key) {
-            if !slot.dirty {
-                slot.dirty = true;
-                self.dirty.push(key);
-            }
-        }
-    }
-
-    /// One flush per dirty connection: the end of every turn.
-    fn flush_dirty(&mut self, now: Now) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        for key in dirty.drain(..) {
-            let Some(slot) = self.conns.get_mut(key) else {
-                continue;
-            };
-            slot.dirty = false;
-            let conn = &mut slot.conn;
-            let (outcome, written) = conn.flush(self.config.trace);
-            self.service.counters().bytes_out += written as u64;
-            match outcome {
-                FlushOutcome::Error(e) => {
-                    debug!("#{} write: {e}", conn.id);
-                    self.close(key, CloseReason::WriteError);
-                }
-                FlushOutcome::Blocked => {
-                    if matches!(conn.phase, Phase::Closing { .. }) {
-                        self.arm_linger_timer(key, now);
-                    }
-                }
-                FlushOutcome::Done { released } => {
-                    self.released_since_trim += released;
-                    match conn.flushed(self.timers.in_grace()) {
-                        AfterFlush::Idle => {}
-                        AfterFlush::ResumeReading => self.backlog.push(key),
-                        AfterFlush::Linger => {
-                            self.backlog.push(key);
-                            self.arm_linger_timer(key, now);
-                        }
-                        AfterFlush::Close => self.close(key, CloseReason::Finished),
-                    }
-                }
-            }
-        }
-        // Keep the allocation for next turn.
-        if self.dirty.is_empty() {
-            self.dirty = dirty;
-        }
-        // After a burst drained many queues, give the memory back rather
-        // than sit at the burst's peak (a few ms, and only after bursts).
-        if self.released_since_trim >= TRIM_AFTER {
-            self.released_since_trim = 0;
-            os::release_free_memory();
-        }
-    }
-
-    /// Frees the slot at once: unsubscribes, deregisters, closes the socket.
-    fn close(&mut self, key: usize, reason: CloseReason) {
-        let Some(mut slot) = self.conns.try_remove(key) else {
-            return;
-        };
-        if let Phase::Stream(subscription) = &slot.conn.phase {
-            self.service.unsubscribe(key, &subscription.topics);
-        }
-        let _ = self.poll.registry().deregister(&mut slot.conn.stream);
-        self.service.counters().connections = self.conns.len();
-        debug!("#{} closed: {reason:?}", slot.conn.id);
     }
 
     /// Stop accepting; tell every stream when to come back (spread out, so

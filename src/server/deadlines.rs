@@ -1,0 +1,89 @@
+//! The loop's side of the timers (`timer.rs`): arming a connection's
+//! entries, at most one of each kind, and acting on the ones that are due.
+//!
+//! An entry is lazy: when it fires, the connection's state says whether it
+//! still matters (a request that completed in time, a stream that was not
+//! silent after all) or moves it to a later moment.
+
+use super::{Server, LINGER};
+
+use crate::clock::Now;
+use crate::conn::{CloseReason, Phase};
+use crate::http::Rejection;
+use crate::timer::Kind;
+
+impl Server {
+    /// A connection reading a request gets a [`Kind::Request`] entry at its
+    /// deadline, unless it has one.
+    pub(super) fn arm_request_timer(&mut self, key: usize) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Phase::Request(reading) = &slot.conn.phase {
+            if !slot.request_timer {
+                slot.request_timer = true;
+                self.timers
+                    .push(reading.deadline, Kind::Request, key, slot.conn.id);
+            }
+        }
+    }
+
+    /// A closing connection gets [`LINGER`] to finish, once.
+    pub(super) fn arm_linger_timer(&mut self, key: usize, now: Now) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !slot.linger_timer {
+            slot.linger_timer = true;
+            self.timers
+                .push(now.instant + LINGER, Kind::Linger, key, slot.conn.id);
+        }
+    }
+
+    pub(super) fn fire_timers(&mut self, now: Now) {
+        while let Some(due) = self.timers.pop_due(now.instant) {
+            let Some(slot) = self.conns.get_mut(due.key) else {
+                continue;
+            };
+            if slot.conn.id != due.conn_id {
+                continue;
+            }
+            match due.kind {
+                Kind::Heartbeat => self.heartbeat(due.key, now),
+                Kind::Request => {
+                    slot.request_timer = false;
+                    match &slot.conn.phase {
+                        Phase::Request(reading) if reading.deadline > now.instant => {
+                            self.arm_request_timer(due.key);
+                        }
+                        // Nothing of a next request: a keep-alive connection
+                        // that went quiet closes without a word.
+                        Phase::Request(_) if slot.conn.is_idle() => {
+                            self.close(due.key, CloseReason::IdleTimeout)
+                        }
+                        Phase::Request(_) => self.refuse(due.key, Rejection::RequestTimeout, now),
+                        _ => {}
+                    }
+                }
+                Kind::Linger => {
+                    slot.linger_timer = false;
+                    match slot.conn.phase {
+                        // The client is not reading its last answer.
+                        Phase::Closing { .. } => self.close(due.key, CloseReason::IdleTimeout),
+                        Phase::Lingering => self.close(due.key, CloseReason::Finished),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if self.timers.tick_due(now.instant) && !self.timers.in_grace() {
+            let tick = self.service.tick(now.wall);
+            self.deliver(&tick, now);
+        }
+        if self.timers.accept_resume_due(now.instant) {
+            for index in 0..self.listeners.len() {
+                self.accept(index, now);
+            }
+        }
+    }
+}

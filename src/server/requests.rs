@@ -1,0 +1,219 @@
+//! Bytes in, answers applied: a connection's reads go to its request
+//! reader (`http/reader.rs`), each complete request to the service, and
+//! what the service answers is applied here.
+//!
+//! ```text
+//!   read_some ──▶ serve_requests ──▶ RequestReader::read ──▶ answer
+//!                                                              │
+//!                     Service::handle ◀─────────────────────────┘
+//!                        │
+//!                        ├─ Respond ──▶ send: queue the bytes (then close?)
+//!                        ├─ Publish ──▶ deliver (output.rs), then send
+//!                        └─ Stream ───▶ open_stream: first frames, join the hub
+//! ```
+
+use super::{Server, MAX_READS_PER_TURN, RESPONSE_BACKPRESSURE, STDIN_BATCH};
+
+use std::sync::mpsc::TryRecvError;
+
+use log::{debug, info};
+
+use crate::clock::Now;
+use crate::conn::{AfterEof, CloseReason, Phase, ReadOutcome};
+use crate::frame::Frame;
+use crate::http::reader::Step;
+use crate::http::response::CONTINUE;
+use crate::http::{Rejection, Request};
+use crate::service::{Answer, Caller, OpenStream};
+use crate::timer::Kind;
+
+impl Server {
+    /// Reads what the socket has (within a budget) and acts on it.
+    pub(super) fn drive(&mut self, key: usize, now: Now) {
+        // Requests held back while the client was slow to read its answers
+        // come before anything new.
+        if self
+            .conns
+            .get_mut(key)
+            .and_then(|slot| slot.conn.reading())
+            .is_some_and(|reading| reading.reader.has_held())
+        {
+            self.serve_requests(key, &[], now);
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let finished = self.read_some(key, &mut scratch, now);
+        self.scratch = scratch;
+        if !finished {
+            self.backlog.push(key);
+        }
+    }
+
+    /// Up to [`MAX_READS_PER_TURN`] reads. Returns false if the socket may
+    /// have more, for the next turn.
+    pub(super) fn read_some(&mut self, key: usize, scratch: &mut [u8], now: Now) -> bool {
+        for _ in 0..MAX_READS_PER_TURN {
+            let Some(slot) = self.conns.get_mut(key) else {
+                return true;
+            };
+            let conn = &mut slot.conn;
+            if !conn.wants_read() {
+                return true;
+            }
+            if matches!(conn.phase, Phase::Request(_)) && conn.queued() > RESPONSE_BACKPRESSURE {
+                // Resumed by flush_dirty once the client reads its answers.
+                return true;
+            }
+            match conn.read(scratch, self.config.trace) {
+                ReadOutcome::Data(n) => {
+                    let drained = !conn.readiness.readable();
+                    if matches!(conn.phase, Phase::Request(_)) {
+                        self.serve_requests(key, &scratch[..n], now);
+                    }
+                    // Other phases drop what the peer sends.
+                    if drained {
+                        return true;
+                    }
+                }
+                ReadOutcome::WouldBlock => return true,
+                ReadOutcome::Eof => {
+                    if conn.peer_closed() == AfterEof::Close {
+                        self.close(key, CloseReason::PeerClosed);
+                    }
+                    return true;
+                }
+                ReadOutcome::Error(e) => {
+                    debug!("#{} read: {e}", conn.id);
+                    self.close(key, CloseReason::ReadError);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Gives `input` (after any held bytes) to the connection's request
+    /// reader, and answers every complete request in order.
+    pub(super) fn serve_requests(&mut self, key: usize, mut input: &[u8], now: Now) {
+        loop {
+            let Some(slot) = self.conns.get_mut(key) else {
+                return;
+            };
+            let backpressured = slot.conn.queued() > RESPONSE_BACKPRESSURE;
+            // Answered with a close, or became a stream: the rest is dropped.
+            let Some(reading) = slot.conn.reading() else {
+                break;
+            };
+            if backpressured {
+                reading.reader.hold(input);
+                break;
+            }
+            let (used, step) = reading.reader.read(input);
+            input = &input[used..];
+            match step {
+                Step::NeedMore => break,
+                Step::SendContinue => {
+                    slot.conn.enqueue(Frame::raw(CONTINUE.to_vec()));
+                }
+                Step::Request(request) => {
+                    reading.deadline = now.instant + self.config.header_timeout;
+                    self.answer(key, &request, now);
+                }
+                Step::Reject(rejection) => {
+                    self.refuse(key, rejection, now);
+                    break;
+                }
+            }
+        }
+        if self
+            .conns
+            .get(key)
+            .is_some_and(|slot| slot.conn.has_pending_output())
+        {
+            self.mark_dirty(key);
+        }
+        self.arm_request_timer(key);
+    }
+
+    /// Hands a request to the service and applies its answer.
+    pub(super) fn answer(&mut self, key: usize, request: &Request, now: Now) {
+        let Some(slot) = self.conns.get(key) else {
+            return;
+        };
+        let caller = Caller {
+            client: slot.conn.id,
+            over_capacity: slot.conn.over_capacity,
+        };
+        match self.service.handle(request, caller, now) {
+            Answer::Respond { bytes, keep_alive } => self.send(key, bytes, keep_alive),
+            Answer::Publish {
+                bytes,
+                keep_alive,
+                delivery,
+            } => {
+                self.deliver(&delivery, now);
+                self.send(key, bytes, keep_alive);
+            }
+            Answer::Stream(stream) => self.open_stream(key, stream, now),
+        }
+    }
+
+    /// Answers a request that could not be read (or came too late).
+    pub(super) fn refuse(&mut self, key: usize, rejection: Rejection, now: Now) {
+        if let Answer::Respond { bytes, keep_alive } = self.service.refuse(rejection, None, now) {
+            self.send(key, bytes, keep_alive);
+        }
+    }
+
+    /// Queues a whole answer for the end-of-turn flush; without keep-alive
+    /// the connection then closes.
+    pub(super) fn send(&mut self, key: usize, bytes: Vec<u8>, keep_alive: bool) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        slot.conn.enqueue(Frame::raw(bytes));
+        if !keep_alive {
+            slot.conn.begin_closing();
+        }
+        self.mark_dirty(key);
+    }
+
+    /// The connection becomes a stream: its first frames are queued, it
+    /// joins the hub, and its heartbeat timer starts.
+    pub(super) fn open_stream(&mut self, key: usize, stream: OpenStream, now: Now) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        let conn = &mut slot.conn;
+        self.service.subscribe(key, &stream.topics);
+        conn.start_stream(stream.topics, stream.chunked, now.instant);
+        for frame in stream.frames {
+            conn.enqueue(frame);
+        }
+        if let Some(heartbeat) = self.config.heartbeat {
+            self.timers
+                .push(now.instant + heartbeat, Kind::Heartbeat, key, conn.id);
+        }
+        self.mark_dirty(key);
+    }
+
+    pub(super) fn drain_stdin(&mut self, now: Now) {
+        self.stdin_pending = false;
+        for _ in 0..STDIN_BATCH {
+            let Some(lines) = &self.stdin else { return };
+            match lines.try_recv() {
+                Ok(line) => {
+                    if let Some(delivery) = self.service.publish_line(&line) {
+                        self.deliver(&delivery, now);
+                    }
+                }
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    info!("--stdin: end of input; still serving");
+                    self.stdin = None;
+                    return;
+                }
+            }
+        }
+        self.stdin_pending = true;
+    }
+}
