@@ -60,7 +60,9 @@ impl Rig {
         let deadline = Instant::now() + Duration::from_secs(60);
         while server.snapshot().subscribers < n {
             assert!(Instant::now() < deadline, "subscribers did not all connect");
-            server.turn(&mut events, Some(Duration::from_millis(10))).expect("turn");
+            server
+                .turn(&mut events, Some(Duration::from_millis(10)))
+                .expect("turn");
         }
         let mut rig = Rig {
             server,

@@ -45,6 +45,31 @@
 //! - [`clock`]: wall-clock formatting for ticks, `Date` and ids.
 //! - [`trace`]: `--trace`, every byte in and out, escaped.
 
+//!
+//! # A request's path, function by function
+//!
+//! ```text
+//! server.rs          Server::turn ─ accept ─ admit ─ Conn::new
+//! server/requests.rs   on_ready (Readiness::note) ─ drive ─ read_some ─ Conn::read
+//!                      serve_requests ─▶ http/reader.rs RequestReader::read
+//!                                          ─ http/request.rs parse_head
+//!                                          ─ http/chunked.rs ChunkedDecoder::decode
+//!                      answer ─▶ service.rs Service::handle ─ routes.rs route
+//!                                  GET /events:   open_stream ─ stream_head,
+//!                                                 sse::greeting, Hub::replay
+//!                                  POST /publish: publish_request ─ params::publish,
+//!                                                 auth::bearer_matches ─ Service::publish
+//!                                                 ─ Hub::publish ─ sse::encode_event
+//!                                                 ─ Frame::chunk
+//!                             ◀─ Answer (Respond | Publish | Stream)
+//!                      send / open_stream (Conn::start_stream, Service::subscribe)
+//! server/output.rs     deliver: Service::subscribers_of ─ Conn::enqueue (WriteQueue::push)
+//!                      flush_dirty: Conn::flush ─ WriteQueue::write_to (one writev)
+//!                                   ─ Conn::flushed
+//!                      close: Service::unsubscribe, deregister, free the slot
+//! server/deadlines.rs  fire_timers: 408, linger, heartbeat, tick
+//! ```
+
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 

@@ -4,7 +4,7 @@
 //! The loop knows sockets and time, not HTTP semantics: it reads bytes,
 //! hands them to each connection's request reader (`http/reader.rs`),
 //! gives every complete request to the [`Service`], and applies the
-//! [`Answer`] it gets back to the connection.
+//! [`Answer`](crate::service::Answer) it gets back to the connection.
 //!
 //! # One turn of the loop
 //!
@@ -23,9 +23,10 @@
 //!  flush every dirty connection: one writev each, whatever was queued
 //! ```
 //!
-//! The work is spread over three files, each an `impl Server` block:
-//! [`requests`] (bytes in, answers applied), [`output`] (fan-out, the one
-//! flush per turn, closing) and [`deadlines`] (timers firing).
+//! The work is spread over three more files, each an `impl Server` block:
+//! `server/requests.rs` (bytes in, answers applied), `server/output.rs`
+//! (fan-out, the one flush per turn, closing) and `server/deadlines.rs`
+//! (timers firing).
 //!
 //! Writes happen once per connection per turn, at the end: a burst of
 //! pipelined publishes that arrives in one read becomes one `writev` per
