@@ -1,13 +1,15 @@
 //! Counters, and the two ways they are read: `/stats` as JSON and
 //! `/metrics` in the Prometheus text exposition format.
 //!
-//! The counters only ever go up; gauges (connections, subscribers, history)
-//! are read from their owners when a snapshot is taken.
+//! The counters only ever go up. Of the gauges, the loop keeps the number
+//! of open connections here as they open and close; subscribers and
+//! history are read from the hub when a snapshot is taken.
 
 use std::fmt::Write as _;
 use std::time::Instant;
 
-/// Monotonic counters, bumped by the server as things happen.
+/// Counters, bumped by the loop and the service as things happen, and the
+/// connection gauge.
 #[derive(Debug, Clone, Copy)]
 pub struct Counters {
     /// When the server started.
