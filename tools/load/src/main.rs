@@ -16,7 +16,6 @@
 //! bounded, and `--duration` bounds the whole run.
 
 mod args;
-mod procfs;
 mod publish;
 mod stream;
 mod subscribers;
@@ -30,6 +29,8 @@ use std::time::{Duration, Instant};
 
 use args::Options;
 use publish::{event_data, Publisher};
+use ssed_testkit::json::quote;
+use ssed_testkit::procfs;
 use subscribers::{Plan, Report, Shared, PHASES, PHASE_NAMES};
 
 /// Descriptors kept for stdio, epoll instances, the publisher and slack.
@@ -548,22 +549,6 @@ fn opt(x: Option<u64>) -> String {
     x.map_or("null".into(), |x| x.to_string())
 }
 
-fn quote(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -577,6 +562,5 @@ mod tests {
         assert_eq!(num(Some(1.5)), "1.5");
         assert_eq!(num(Some(2.0)), "2");
         assert_eq!(num(None), "null");
-        assert_eq!(quote("a\"b"), "\"a\\\"b\"");
     }
 }
