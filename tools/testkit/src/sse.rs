@@ -114,6 +114,7 @@ pub enum Line<'a> {
 
 impl<'a> Line<'a> {
     /// Splits one line (without its line end).
+    #[inline]
     pub fn parse(line: &'a [u8]) -> Line<'a> {
         if line.is_empty() {
             return Line::Blank;
@@ -121,7 +122,8 @@ impl<'a> Line<'a> {
         if let Some(text) = line.strip_prefix(b":") {
             return Line::Comment(text);
         }
-        let (name, value) = match memchr::memchr(b':', line) {
+        // Field names are a few bytes: a plain loop beats memchr's setup.
+        let (name, value) = match line.iter().position(|&b| b == b':') {
             Some(at) => (&line[..at], &line[at + 1..]),
             None => (line, &line[line.len()..]),
         };
@@ -204,6 +206,7 @@ impl Parser {
         }
     }
 
+    #[inline]
     pub fn phase(&self) -> Phase {
         match self.state {
             State::Head(_) => Phase::Head,
@@ -314,33 +317,41 @@ struct Lines {
 }
 
 impl Lines {
-    fn feed(&mut self, mut data: &[u8], on: &mut impl FnMut(Item<'_>)) {
-        while !data.is_empty() {
-            if std::mem::take(&mut self.after_cr) && data[0] == b'\n' {
-                data = &data[1..];
-                continue;
+    fn feed(&mut self, data: &[u8], on: &mut impl FnMut(Item<'_>)) {
+        let Some(&first) = data.first() else {
+            return;
+        };
+        // Where the next line starts: past the LF of a CRLF split across reads.
+        let mut start = usize::from(std::mem::take(&mut self.after_cr) && first == b'\n');
+        for at in memchr::memchr2_iter(b'\r', b'\n', data) {
+            if at < start {
+                continue; // the LF of a CRLF
             }
-            let Some(at) = memchr::memchr2(b'\r', b'\n', data) else {
-                if self.carry.len() + data.len() > MAX_LINE {
-                    self.too_long = true;
-                } else {
-                    self.carry.extend_from_slice(data);
-                }
-                return;
-            };
-            self.after_cr = data[at] == b'\r';
             if self.carry.is_empty() {
-                self.line(&data[..at], on);
+                self.line(&data[start..at], on);
             } else {
                 let mut carry = std::mem::take(&mut self.carry);
-                carry.extend_from_slice(&data[..at]);
+                carry.extend_from_slice(&data[start..at]);
                 self.line(&carry, on);
                 carry.clear();
                 if carry.capacity() <= KEEP_CARRY {
                     self.carry = carry;
                 }
             }
-            data = &data[at + 1..];
+            start = at + 1;
+            if data[at] == b'\r' {
+                match data.get(start) {
+                    Some(b'\n') => start += 1,
+                    Some(_) => {}
+                    None => self.after_cr = true,
+                }
+            }
+        }
+        let rest = &data[start.min(data.len())..];
+        if self.carry.len() + rest.len() > MAX_LINE {
+            self.too_long = true;
+        } else {
+            self.carry.extend_from_slice(rest);
         }
     }
 
