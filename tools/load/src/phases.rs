@@ -266,13 +266,37 @@ impl<'a> Publishing<'a> {
         }
     }
 
-    /// Each burst on a fresh connection: a server may have closed an idle
+    /// Whether a burst of `events` runs (some, and `--duration` not over);
+    /// if so, on a fresh connection: a server may have closed an idle
     /// keep-alive one while the previous phase was delivering.
-    fn reconnect(&mut self) {
-        if let Ok(fresh) = Publisher::connect(&self.o.publish, &self.o.publish_headers, self.o.phase_timeout)
-        {
+    fn begin_burst(&mut self, events: usize) -> bool {
+        if events == 0 || Instant::now() >= self.deadline {
+            return false;
+        }
+        let o = self.o;
+        if let Ok(fresh) = Publisher::connect(&o.publish, &o.publish_headers, o.phase_timeout) {
             self.publisher = fresh;
         }
+        true
+    }
+
+    /// What a burst reports once its deliveries were waited for (`ok`: all
+    /// `expect` of them came): counts, time from `t` (ns) to the last
+    /// delivery, CPU since `start`.
+    fn end_burst(
+        &self,
+        phase: usize,
+        r: &mut PhaseResult,
+        expect: u64,
+        ok: bool,
+        (start, t): (CpuMark, u64),
+    ) {
+        let shared = self.shared;
+        (r.server_cpu_ns, r.client_cpu_ns) = self.probe.mark().since(start);
+        r.expected = expect;
+        r.timed_out = !ok;
+        r.delivered = shared.delivered[phase].load(Ordering::SeqCst);
+        r.elapsed_s = ns_to_s(shared.last_ns[phase].load(Ordering::SeqCst).saturating_sub(t));
     }
 
     /// Publishes event `seq`, stamped as sent at `sent_ns`, and reads the
@@ -333,10 +357,9 @@ impl<'a> Publishing<'a> {
     pub fn pipelined(&mut self) -> PhaseResult {
         let (o, shared) = (self.o, self.shared);
         let mut r = PhaseResult::default();
-        if o.burst == 0 || Instant::now() >= self.deadline {
+        if !self.begin_burst(o.burst) {
             return r;
         }
-        self.reconnect();
         let seqs = shared.phase_start[1]..shared.phase_start[1] + o.burst as u64;
         let mut bytes = Vec::new();
         for seq in seqs.clone() {
@@ -357,12 +380,8 @@ impl<'a> Publishing<'a> {
         }
         self.sent_last_seq = seqs.end - 1;
         let ok = self.wait(1, expect, Instant::now() + o.phase_timeout);
-        (r.server_cpu_ns, r.client_cpu_ns) = self.probe.mark().since(start);
         r.events = o.burst;
-        r.expected = expect;
-        r.timed_out = !ok;
-        r.delivered = shared.delivered[1].load(Ordering::SeqCst);
-        r.elapsed_s = ns_to_s(shared.last_ns[1].load(Ordering::SeqCst).saturating_sub(t));
+        self.end_burst(1, &mut r, expect, ok, (start, t));
         eprintln!("ssed-load: pipelined burst of {} done", o.burst);
         thread::sleep(Duration::from_millis(200));
         r
@@ -373,10 +392,9 @@ impl<'a> Publishing<'a> {
     pub fn sequential(&mut self) -> PhaseResult {
         let (o, shared) = (self.o, self.shared);
         let mut r = PhaseResult::default();
-        if o.seq_burst == 0 || Instant::now() >= self.deadline {
+        if !self.begin_burst(o.seq_burst) {
             return r;
         }
-        self.reconnect();
         let first = shared.phase_start[2];
         let per_event = self.live();
         let phase_deadline = Instant::now() + o.phase_timeout;
@@ -401,11 +419,7 @@ impl<'a> Publishing<'a> {
         }
         let expect = per_event * r.events as u64;
         let ok = self.wait(2, expect, phase_deadline);
-        (r.server_cpu_ns, r.client_cpu_ns) = self.probe.mark().since(start);
-        r.expected = expect;
-        r.timed_out = !ok;
-        r.delivered = shared.delivered[2].load(Ordering::SeqCst);
-        r.elapsed_s = ns_to_s(shared.last_ns[2].load(Ordering::SeqCst).saturating_sub(t));
+        self.end_burst(2, &mut r, expect, ok, (start, t));
         eprintln!("ssed-load: sequential burst of {} done", r.events);
         r
     }
