@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ssed::Config;
+use ssed_testkit::procfs;
+use ssed_testkit::rng::Rng;
 
 // ----- helpers ---------------------------------------------------------------
 
@@ -80,13 +82,6 @@ fn publish_to(addr: SocketAddr, topic: &str, data: &str, token: Option<&str>) ->
 }
 
 /// Connects with a read timeout of [`WAIT`].
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream
-}
-
 /// Writes what the server will take: it may refuse and close before a large
 /// bad request has been sent in full, and that is not the test's failure.
 fn send_lossy(stream: &mut TcpStream, bytes: &[u8]) {
@@ -802,18 +797,10 @@ fn publishing_needs_the_token() {
 fn spawn_limited(nofile: u64, args: &[&str]) -> BinaryServer {
     use std::os::unix::process::CommandExt;
     let mut command = BinaryServer::command(args, std::process::Stdio::null());
-    // SAFETY: setrlimit is async-signal-safe; it only touches the child.
+    // SAFETY: set_nofile only calls setrlimit, which is async-signal-safe;
+    // it only touches the child.
     unsafe {
-        command.pre_exec(move || {
-            let limit = libc::rlimit {
-                rlim_cur: nofile as libc::rlim_t,
-                rlim_max: nofile as libc::rlim_t,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        command.pre_exec(move || procfs::set_nofile(nofile));
     }
     BinaryServer::start(command)
 }
@@ -924,13 +911,8 @@ fn running_out_of_file_descriptors_is_survived() {
 /// oversize heads, abandoned requests, streams that never read.
 fn misbehave(addr: SocketAddr, stop: Arc<AtomicBool>) -> thread::JoinHandle<usize> {
     thread::spawn(move || {
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || rng.next_u64();
         let mut held = Vec::new();
         let mut rounds = 0;
         while !stop.load(Ordering::SeqCst) && rounds < 2000 {

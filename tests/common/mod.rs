@@ -9,11 +9,17 @@
 //! - [`Subscriber`] opens `/events` and reads parsed [`SseEvent`]s, undoing
 //!   the chunked framing on the way.
 //!
+//! The parsing is not here: response heads, chunked framing, event-stream
+//! lines and JSON numbers come from `tools/testkit` (`ssed-testkit`), the
+//! same code the load tool and the soak use. This file keeps the sockets,
+//! the servers and the deadlines.
+//!
 //! No sleeps: every wait polls with a deadline and fails the test with a
 //! message when the deadline passes.
 
 #![allow(dead_code)]
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStderr, Command, Stdio};
@@ -22,6 +28,12 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use ssed::{Config, Handle, Server};
+use ssed_testkit::http::{parse_head, ResponseHead};
+use ssed_testkit::net;
+use ssed_testkit::sse::{Events, Item, Parser};
+
+/// One block of an event stream, as an SSE client parses it.
+pub type SseEvent = ssed_testkit::sse::Event;
 
 /// How long any single wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -165,11 +177,8 @@ impl BinaryServer {
             let line = log
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("ssed did not say where it listens");
-            if let Some(at) = line.find("listening on http://") {
-                break line[at + "listening on http://".len()..]
-                    .trim()
-                    .parse()
-                    .expect("address");
+            if let Some(addr) = net::listening_addr(&line) {
+                break addr;
             }
         };
         BinaryServer { addr, child, log }
@@ -248,6 +257,14 @@ impl Response {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    fn new(head: &ResponseHead, body: Vec<u8>) -> Response {
+        Response {
+            status: head.status,
+            headers: head.headers.clone(),
+            body,
+        }
+    }
 }
 
 /// One request on a fresh connection; reads one response.
@@ -255,6 +272,11 @@ pub fn request(addr: SocketAddr, raw: &str) -> Response {
     let mut client = Client::connect(addr);
     client.send(raw.as_bytes());
     client.read_response()
+}
+
+/// A socket to `addr` whose reads time out after [`WAIT`].
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    net::connect(addr, WAIT).expect("connect")
 }
 
 /// A raw connection with a read deadline.
@@ -265,11 +287,8 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        stream.set_nodelay(true).unwrap();
         Client {
-            stream,
+            stream: connect(addr),
             buf: Vec::new(),
         }
     }
@@ -299,45 +318,26 @@ impl Client {
 
     /// As [`Client::read_response`]; `head_only` for answers to HEAD.
     pub fn read_response_to(&mut self, head_only: bool) -> Response {
-        let head_end = loop {
-            if let Some(at) = find(&self.buf, b"\r\n\r\n") {
-                break at + 4;
+        let (head, used) = loop {
+            match parse_head(&self.buf) {
+                Ok(Some(parsed)) => break parsed,
+                Ok(None) => assert!(
+                    self.fill(),
+                    "EOF before a response head: {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                ),
+                Err(e) => panic!("{e}: {:?}", String::from_utf8_lossy(&self.buf)),
             }
-            assert!(
-                self.fill(),
-                "EOF before a response head: {:?}",
-                String::from_utf8_lossy(&self.buf)
-            );
         };
-        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap_or_default();
-        let status = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect(status_line);
-        let headers: Vec<(String, String)> = lines
-            .filter(|l| !l.is_empty())
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
-        self.buf.drain(..head_end);
-        let length = headers
-            .iter()
-            .find(|(n, _)| n == "content-length")
-            .and_then(|(_, v)| v.parse::<usize>().ok())
-            .unwrap_or(0);
-        let length = if head_only || status == 100 { 0 } else { length };
+        self.buf.drain(..used);
+        let length = match head.content_length {
+            _ if head_only || head.status == 100 => 0,
+            length => length.unwrap_or(0),
+        };
         while self.buf.len() < length {
             assert!(self.fill(), "EOF inside a body");
         }
-        let body = self.buf.drain(..length).collect();
-        Response {
-            status,
-            headers,
-            body,
-        }
+        Response::new(&head, self.buf.drain(..length).collect())
     }
 
     /// True if the server closes the connection (EOF or reset) in time.
@@ -360,26 +360,16 @@ impl Client {
     }
 }
 
-/// One event as an SSE client parses it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SseEvent {
-    pub id: Option<String>,
-    pub event: Option<String>,
-    pub data: String,
-    pub retry: Option<u64>,
-    /// Comment lines seen in this block (`: ping`).
-    pub comments: Vec<String>,
-}
-
 /// An open `/events` stream.
 pub struct Subscriber {
     client: Client,
     pub response: Response,
-    chunked: bool,
-    /// De-chunked stream bytes not yet parsed into events.
-    text: Vec<u8>,
-    /// Raw bytes not yet de-chunked.
-    raw: Vec<u8>,
+    parser: Parser,
+    events: Events,
+    /// Blocks parsed and not yet taken.
+    blocks: VecDeque<SseEvent>,
+    /// Bytes received after the body ended.
+    after_end: Vec<u8>,
     /// The zero-size chunk that ends a chunked body was received.
     pub last_chunk_seen: bool,
 }
@@ -393,18 +383,22 @@ impl Subscriber {
     pub fn open_version(addr: SocketAddr, target: &str, extra_headers: &str, version: &str) -> Subscriber {
         let mut client = Client::connect(addr);
         client.send(format!("GET {target} {version}\r\nHost: t\r\n{extra_headers}\r\n").as_bytes());
-        let response = client.read_response();
-        let chunked = response.header("transfer-encoding") == Some("chunked");
-        let raw = std::mem::take(&mut client.buf);
         let mut subscriber = Subscriber {
             client,
-            response,
-            chunked,
-            text: Vec::new(),
-            raw,
+            response: Response {
+                status: 0,
+                headers: Vec::new(),
+                body: Vec::new(),
+            },
+            parser: Parser::new(),
+            events: Events::default(),
+            blocks: VecDeque::new(),
+            after_end: Vec::new(),
             last_chunk_seen: false,
         };
-        subscriber.dechunk();
+        while subscriber.response.status == 0 {
+            assert!(subscriber.pump(), "EOF before the stream's head");
+        }
         subscriber
     }
 
@@ -424,93 +418,56 @@ impl Subscriber {
     /// The next block (event, retry-only block, or comment block).
     pub fn next_block(&mut self) -> SseEvent {
         loop {
-            if let Some(event) = self.parse_block() {
-                return event;
+            if let Some(block) = self.blocks.pop_front() {
+                return block;
             }
             assert!(self.pump(), "stream ended while waiting for an event");
         }
     }
 
-    /// The next block that carries data (skips retry-only and comments).
+    /// The next block that carries data, an id or a name (skips
+    /// retry-only and comment blocks).
     pub fn next_event(&mut self) -> SseEvent {
         loop {
             let block = self.next_block();
-            if block.event.is_some() || block.id.is_some() || !block.data.is_empty() || block.retry.is_some()
-            {
-                if block.retry.is_some() && block.event.is_none() && block.data.is_empty() {
-                    // A lone retry: report it only through next_block.
-                    if block.id.is_none() {
-                        continue;
-                    }
-                }
+            if block.event.is_some() || block.id.is_some() || !block.data.is_empty() {
                 return block;
             }
         }
     }
 
-    /// Reads raw bytes and de-chunks them; false when the stream ended.
+    /// Reads once and parses what came; false when the stream ended.
     fn pump(&mut self) -> bool {
         let mut chunk = [0u8; 16 * 1024];
-        let n = match self.client.stream.read(&mut chunk) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+        match self.client.stream.read(&mut chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.absorb(&chunk[..n]);
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
             Err(e) => panic!("stream read: {e}"),
-        };
-        if n == 0 {
-            self.dechunk();
-            return false;
-        }
-        self.raw.extend_from_slice(&chunk[..n]);
-        self.dechunk();
-        true
-    }
-
-    fn dechunk(&mut self) {
-        if !self.chunked {
-            self.text.append(&mut self.raw);
-            return;
-        }
-        loop {
-            let Some(line_end) = find(&self.raw, b"\r\n") else {
-                return;
-            };
-            let size_text = String::from_utf8_lossy(&self.raw[..line_end]).into_owned();
-            let size = usize::from_str_radix(size_text.trim(), 16).expect("chunk size");
-            if self.raw.len() < line_end + 2 + size + 2 {
-                return;
-            }
-            let data = self.raw[line_end + 2..line_end + 2 + size].to_vec();
-            self.last_chunk_seen |= size == 0;
-            assert_eq!(&self.raw[line_end + 2 + size..line_end + 4 + size], b"\r\n");
-            self.raw.drain(..line_end + 4 + size);
-            self.text.extend_from_slice(&data);
         }
     }
 
-    /// WHATWG parsing of one block ended by a blank line.
-    fn parse_block(&mut self) -> Option<SseEvent> {
-        let end = find(&self.text, b"\n\n")?;
-        let block: Vec<u8> = self.text.drain(..end + 2).collect();
-        let text = String::from_utf8(block).expect("stream is UTF-8");
-        let mut event = SseEvent::default();
-        let mut data_lines = Vec::new();
-        for line in text.trim_end_matches('\n').split('\n') {
-            if let Some(comment) = line.strip_prefix(':') {
-                event.comments.push(comment.trim().to_string());
-                continue;
-            }
-            let (field, value) = line.split_once(':').unwrap_or((line, ""));
-            let value = value.strip_prefix(' ').unwrap_or(value);
-            match field {
-                "id" => event.id = Some(value.to_string()),
-                "event" => event.event = Some(value.to_string()),
-                "data" => data_lines.push(value.to_string()),
-                "retry" => event.retry = value.parse().ok(),
-                _ => {}
-            }
-        }
-        event.data = data_lines.join("\n");
-        Some(event)
+    /// Feeds the parser; a stream the test cannot read fails the test.
+    fn absorb(&mut self, bytes: &[u8]) {
+        let Subscriber {
+            parser,
+            events,
+            blocks,
+            response,
+            last_chunk_seen,
+            ..
+        } = self;
+        let used = parser
+            .feed(bytes, &mut |item| match item {
+                Item::Head(head) => *response = Response::new(head, Vec::new()),
+                Item::Line(line) => blocks.extend(events.line(line)),
+                Item::End => *last_chunk_seen = true,
+            })
+            .unwrap_or_else(|e| panic!("event stream: {e}"));
+        self.after_end.extend_from_slice(&bytes[used..]);
     }
 
     /// True once the server ends the stream (bounded by the read timeout).
@@ -519,19 +476,17 @@ impl Subscriber {
             let mut chunk = [0u8; 4096];
             match self.client.stream.read(&mut chunk) {
                 Ok(0) => return true,
-                Ok(n) => {
-                    self.raw.extend_from_slice(&chunk[..n]);
-                    self.dechunk();
-                }
+                Ok(n) => self.absorb(&chunk[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
                 Err(_) => return false,
             }
         }
     }
 
-    /// Raw bytes already received but not yet parsed (for framing checks).
+    /// Raw bytes received but not part of the stream: whatever came after
+    /// the end of the body (a cleanly ended stream leaves none).
     pub fn raw_pending(&self) -> &[u8] {
-        &self.raw
+        &self.after_end
     }
 
     pub fn stream(&mut self) -> &mut TcpStream {
@@ -543,18 +498,12 @@ impl Subscriber {
     }
 }
 
+/// Where `needle` first starts in `haystack`.
 pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    ssed_testkit::http::find(haystack, needle)
 }
 
 /// The unsigned number after `"field":` in a flat JSON object.
 pub fn json_u64(json: &str, field: &str) -> u64 {
-    let key = format!("\"{field}\":");
-    let at = json.find(&key).unwrap_or_else(|| panic!("{field} in {json}")) + key.len();
-    json[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap_or_else(|_| panic!("{field} in {json}"))
+    ssed_testkit::json::json_u64(json, field).unwrap_or_else(|| panic!("{field} in {json}"))
 }

@@ -39,7 +39,7 @@ fn main() -> io::Result<()> {
     if !addr.ip().is_loopback() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "loopback only"));
     }
-    raise_nofile();
+    ssed_testkit::procfs::raise_nofile();
     let mut poll = Poll::new()?;
     let mut listener = TcpListener::bind(addr)?;
     poll.registry()
@@ -170,20 +170,6 @@ fn main() -> io::Result<()> {
             if conn.output.is_empty() {
                 conn.output = Vec::new();
             }
-        }
-    }
-}
-
-fn raise_nofile() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit read or write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
 }

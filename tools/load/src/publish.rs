@@ -5,6 +5,10 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use ssed_testkit::chunked::ChunkedDecoder;
+use ssed_testkit::http::parse_head;
+use ssed_testkit::net;
+
 use crate::args::PublishUrl;
 
 #[derive(Debug)]
@@ -18,9 +22,7 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn connect(url: &PublishUrl, headers: &[String], timeout: Duration) -> io::Result<Publisher> {
-        let stream = TcpStream::connect_timeout(&url.addr, Duration::from_secs(5))?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(timeout))?;
+        let stream = net::connect(url.addr, timeout)?;
         stream.set_write_timeout(Some(timeout))?;
         Ok(Publisher {
             stream,
@@ -82,79 +84,38 @@ impl Publisher {
 
     /// Reads one response; returns its status. The body is skipped.
     pub fn response(&mut self) -> io::Result<u16> {
-        let (code, used, framing) = loop {
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut response = httparse::Response::new(&mut headers);
-            match response.parse(&self.buf) {
-                Ok(httparse::Status::Complete(used)) => {
-                    let code = response.code.unwrap_or(0);
-                    let mut framing = Framing::None;
-                    for h in response.headers.iter() {
-                        if h.name.eq_ignore_ascii_case("content-length") {
-                            let text = String::from_utf8_lossy(h.value);
-                            let n = text.trim().parse().map_err(|_| bad("bad Content-Length"))?;
-                            framing = Framing::Length(n);
-                        } else if h.name.eq_ignore_ascii_case("transfer-encoding")
-                            && String::from_utf8_lossy(h.value)
-                                .to_ascii_lowercase()
-                                .contains("chunked")
-                        {
-                            framing = Framing::Chunked;
-                        }
+        let head = loop {
+            match parse_head(&self.buf) {
+                Ok(Some((head, used))) => {
+                    self.buf.drain(..used);
+                    // An interim answer (100 Continue): the real one follows.
+                    if !(100..200).contains(&head.status) {
+                        break head;
                     }
-                    if (100..200).contains(&code) {
-                        self.buf.drain(..used);
-                        continue;
-                    }
-                    break (code, used, framing);
                 }
-                Ok(httparse::Status::Partial) => self.fill()?,
-                Err(e) => return Err(bad(&format!("bad response head: {e}"))),
+                Ok(None) => self.fill()?,
+                Err(e) => return Err(bad(&e.to_string())),
             }
         };
-        self.buf.drain(..used);
-        match framing {
-            Framing::None => {}
-            Framing::Length(n) => {
-                while self.buf.len() < n {
-                    self.fill()?;
-                }
-                self.buf.drain(..n);
-            }
-            Framing::Chunked => loop {
-                let line_end = loop {
-                    if let Some(at) = memchr::memmem::find(&self.buf, b"\r\n") {
-                        break at;
-                    }
-                    self.fill()?;
-                };
-                let line = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
-                let hex = line.split(';').next().unwrap_or("").trim();
-                let size = usize::from_str_radix(hex, 16).map_err(|_| bad("bad chunk size"))?;
-                self.buf.drain(..line_end + 2);
-                if size == 0 {
-                    // Trailers, then an empty line.
-                    loop {
-                        let at = loop {
-                            if let Some(at) = memchr::memmem::find(&self.buf, b"\r\n") {
-                                break at;
-                            }
-                            self.fill()?;
-                        };
-                        self.buf.drain(..at + 2);
-                        if at == 0 {
-                            break;
-                        }
-                    }
+        if head.chunked {
+            let mut decoder = ChunkedDecoder::new();
+            loop {
+                let used = decoder
+                    .decode(&self.buf, &mut |_| {})
+                    .map_err(|e| bad(&e.to_string()))?;
+                self.buf.drain(..used);
+                if decoder.is_done() {
                     break;
                 }
-                while self.buf.len() < size + 2 {
-                    self.fill()?;
-                }
-                self.buf.drain(..size + 2);
-            },
+                self.fill()?;
+            }
+        } else if let Some(length) = head.content_length {
+            while self.buf.len() < length {
+                self.fill()?;
+            }
+            self.buf.drain(..length);
         }
-        Ok(code)
+        Ok(head.status)
     }
 
     fn fill(&mut self) -> io::Result<()> {
@@ -169,12 +130,6 @@ impl Publisher {
         self.buf.extend_from_slice(&chunk[..n]);
         Ok(())
     }
-}
-
-enum Framing {
-    None,
-    Length(usize),
-    Chunked,
 }
 
 fn bad(why: &str) -> io::Error {

@@ -381,7 +381,7 @@ fn service(
                     duplicates,
                     ..
                 } = sub;
-                parser.feed(&buf[..n], &mut |seq| {
+                let fed = parser.feed(&buf[..n], &mut |seq| {
                     if seq <= *last_seq {
                         *duplicates += 1;
                         return;
@@ -399,8 +399,9 @@ fn service(
                     let micros = now.saturating_sub(sent) / 1000;
                     local.latencies_us[phase].push(micros.min(u32::MAX as u64) as u32);
                 });
-                if let Some(why) = parser.refused() {
-                    note(errors, format!("refused: {why}"));
+                if let Err(why) = fed {
+                    let what = if why.is_refusal() { "refused" } else { "bad stream" };
+                    note(errors, format!("{what}: {why}"));
                     return Outcome::Dead;
                 }
                 if parser.finished() {

@@ -1,23 +1,18 @@
-//! Just enough HTTP/1.1 and SSE on blocking sockets for the soak roles:
-//! one request/response on a keep-alive connection, and an event stream
-//! read incrementally (chunked framing undone, `id:`/`event:` fields kept).
+//! The soak roles' two kinds of connection, on blocking sockets: one
+//! request/response at a time on a keep-alive connection, and an event
+//! stream read incrementally, each block reduced to what the roles check
+//! (its id, or whether it is `connected` or `gap`).
+//!
+//! Parsing is the testkit's (`ssed_testkit::http`, `ssed_testkit::sse`),
+//! shared with the tests and the load tool; this file owns the sockets.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// Connects with the given read timeout and no Nagle delay.
-pub fn connect(addr: SocketAddr, read_timeout: Duration) -> io::Result<TcpStream> {
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(read_timeout))?;
-    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
-}
-
-pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
+use ssed_testkit::http::parse_head;
+use ssed_testkit::net::connect;
+use ssed_testkit::sse::{self, Event, Events, Parser};
 
 /// A keep-alive connection for requests with `Content-Length` answers.
 pub struct Conn {
@@ -36,31 +31,21 @@ impl Conn {
     /// Sends `raw` and reads one response: status and body.
     pub fn request(&mut self, raw: &[u8]) -> io::Result<(u16, String)> {
         self.stream.write_all(raw)?;
-        let head_end = loop {
-            if let Some(at) = find(&self.buf, b"\r\n\r\n") {
-                break at + 4;
+        let (head, used) = loop {
+            match parse_head(&self.buf) {
+                Ok(Some(parsed)) => break parsed,
+                Ok(None) => self.fill()?,
+                Err(e) => return Err(io::Error::new(ErrorKind::InvalidData, e)),
             }
-            self.fill()?;
         };
-        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| io::Error::new(ErrorKind::InvalidData, "bad status line"))?;
-        let length = head
-            .split("\r\n")
-            .filter_map(|line| line.split_once(':'))
-            .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, value)| value.trim().parse::<usize>().ok())
-            .unwrap_or(0);
-        self.buf.drain(..head_end);
+        self.buf.drain(..used);
+        let length = head.content_length.unwrap_or(0);
         while self.buf.len() < length {
             self.fill()?;
         }
         let body = String::from_utf8_lossy(&self.buf[..length]).into_owned();
         self.buf.drain(..length);
-        Ok((status, body))
+        Ok((head.status, body))
     }
 
     fn fill(&mut self) -> io::Result<()> {
@@ -80,18 +65,6 @@ pub fn get(addr: SocketAddr, target: &str) -> io::Result<(u16, String)> {
         .request(format!("GET {target} HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\r\n").as_bytes())
 }
 
-/// The unsigned number after `"field":` in a flat JSON object.
-pub fn json_u64(json: &str, field: &str) -> Option<u64> {
-    let key = format!("\"{field}\":");
-    let at = json.find(&key)? + key.len();
-    json[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .ok()
-}
-
 /// What the stream reader hands up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
@@ -103,6 +76,17 @@ pub enum Item {
     Connected,
     /// Anything else: ticks, retry blocks, pings.
     Other,
+}
+
+impl Item {
+    fn of(event: &Event) -> Item {
+        match (event.event.as_deref(), &event.id) {
+            (Some("gap"), _) => Item::Gap,
+            (Some("connected"), _) => Item::Connected,
+            (_, Some(id)) => id.parse().map_or(Item::Other, Item::Event),
+            _ => Item::Other,
+        }
+    }
 }
 
 /// What a read of the stream brought.
@@ -118,13 +102,8 @@ pub enum Got {
 /// An open `/events` stream, parsed as it arrives.
 pub struct Stream {
     stream: TcpStream,
-    raw: Vec<u8>,
-    text: Vec<u8>,
-    head_done: bool,
-    chunked: bool,
-    /// Fields of the block being read.
-    id: Option<u64>,
-    name: Option<String>,
+    parser: Parser,
+    events: Events,
     pub bytes: u64,
 }
 
@@ -143,12 +122,8 @@ impl Stream {
         stream.write_all(format!("GET {target} HTTP/1.1\r\nHost: soak\r\n{resume}\r\n").as_bytes())?;
         Ok(Stream {
             stream,
-            raw: Vec::new(),
-            text: Vec::new(),
-            head_done: false,
-            chunked: false,
-            id: None,
-            name: None,
+            parser: Parser::new(),
+            events: Events::default(),
             bytes: 0,
         })
     }
@@ -173,7 +148,7 @@ impl Stream {
         }
     }
 
-    /// Reads up to `max` bytes once and returns what it completed.
+    /// Reads up to `max` bytes once and returns the blocks they completed.
     pub fn read(&mut self, max: usize) -> io::Result<Got> {
         let mut chunk = vec![0u8; max];
         let n = match self.stream.read(&mut chunk) {
@@ -188,65 +163,22 @@ impl Stream {
             Err(e) => return Err(e),
         };
         self.bytes += n as u64;
-        self.raw.extend_from_slice(&chunk[..n]);
         let mut items = Vec::new();
-        self.parse(&mut items)?;
-        Ok(Got::Items(items))
-    }
-
-    fn parse(&mut self, items: &mut Vec<Item>) -> io::Result<()> {
-        if !self.head_done {
-            let Some(at) = find(&self.raw, b"\r\n\r\n") else {
-                return Ok(());
-            };
-            let head = String::from_utf8_lossy(&self.raw[..at]).to_ascii_lowercase();
-            if !head.starts_with("http/1.1 200") {
-                return Err(io::Error::new(
-                    ErrorKind::InvalidData,
-                    format!("stream refused: {head}"),
-                ));
-            }
-            self.chunked = head.contains("transfer-encoding: chunked");
-            self.raw.drain(..at + 4);
-            self.head_done = true;
-        }
-        if self.chunked {
-            let mut at = 0;
-            while let Some(line) = find(&self.raw[at..], b"\r\n") {
-                let size_text = std::str::from_utf8(&self.raw[at..at + line]).unwrap_or("");
-                let size = usize::from_str_radix(size_text.trim(), 16).map_err(|_| {
-                    io::Error::new(ErrorKind::InvalidData, format!("chunk size {size_text:?}"))
-                })?;
-                let start = at + line + 2;
-                if self.raw.len() < start + size + 2 {
-                    break;
+        let Stream { parser, events, .. } = self;
+        parser
+            .feed(&chunk[..n], &mut |item| {
+                if let sse::Item::Line(line) = item {
+                    items.extend(events.line(line).as_ref().map(Item::of));
                 }
-                self.text.extend_from_slice(&self.raw[start..start + size]);
-                at = start + size + 2;
-            }
-            self.raw.drain(..at);
-        } else {
-            self.text.append(&mut self.raw);
-        }
-        let mut at = 0;
-        while let Some(end) = self.text[at..].iter().position(|&b| b == b'\n') {
-            let line = &self.text[at..at + end];
-            at += end + 1;
-            if line.is_empty() {
-                let item = match (self.name.take().as_deref(), self.id.take()) {
-                    (Some("gap"), _) => Item::Gap,
-                    (Some("connected"), _) => Item::Connected,
-                    (_, Some(id)) => Item::Event(id),
-                    _ => Item::Other,
+            })
+            .map_err(|e| {
+                let why = if e.is_refusal() {
+                    "stream refused"
+                } else {
+                    "stream"
                 };
-                items.push(item);
-            } else if let Some(value) = line.strip_prefix(b"id: ") {
-                self.id = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
-            } else if let Some(value) = line.strip_prefix(b"event: ") {
-                self.name = Some(String::from_utf8_lossy(value).into_owned());
-            }
-        }
-        self.text.drain(..at);
-        Ok(())
+                io::Error::new(ErrorKind::InvalidData, format!("{why}: {e}"))
+            })?;
+        Ok(Got::Items(items))
     }
 }

@@ -36,6 +36,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use roles::{Shared, SubscriberReport};
+use ssed_testkit::json::json_u64;
+use ssed_testkit::procfs;
 
 const USAGE: &str = "\
 ssed-soak: publishers, steady, slow and reconnecting subscribers and garbage
@@ -174,7 +176,7 @@ fn run(options: &Options) -> Result<bool, String> {
         options.seed
     );
     let stats_start = server::stats(addr).map_err(|e| format!("/stats at start: {e}"))?;
-    let rss_start = target.pid.and_then(server::rss_kib);
+    let rss_start = target.pid.and_then(procfs::rss_bytes);
     let sampler = server::RssSampler::start(target.pid);
 
     let shared = Arc::new(Shared::new(options));
@@ -242,7 +244,7 @@ fn run(options: &Options) -> Result<bool, String> {
         died = target.exited();
     }
     let stats_end = server::stats(addr).ok();
-    let rss_end = target.pid.and_then(server::rss_kib);
+    let rss_end = target.pid.and_then(procfs::rss_bytes);
     let rss_peak = sampler.stop();
 
     // ----- the report -------------------------------------------------------
@@ -312,9 +314,9 @@ fn run(options: &Options) -> Result<bool, String> {
             outcomes.hung
         );
     }
-    let stat = |name: &str| stats_end.as_deref().and_then(|s| http::json_u64(s, name));
+    let stat = |name: &str| stats_end.as_deref().and_then(|s| json_u64(s, name));
     let evicted =
-        stat("evicted").map(|end| end.saturating_sub(http::json_u64(&stats_start, "evicted").unwrap_or(0)));
+        stat("evicted").map(|end| end.saturating_sub(json_u64(&stats_start, "evicted").unwrap_or(0)));
     println!(
         "evictions        {} (server /stats); delivered {}; bytes out {}; connections now {}",
         evicted.map_or("?".into(), |n| n.to_string()),
@@ -325,12 +327,12 @@ fn run(options: &Options) -> Result<bool, String> {
     if options.slow > 0 && evicted == Some(0) {
         println!("note: no slow subscriber was evicted in this run (a longer run, or a smaller --max-queue, shows it)");
     }
-    let kib = |v: Option<u64>| v.map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    let mib = |v: Option<u64>| v.map_or("?".into(), |b| format!("{:.1} MiB", b as f64 / 1024.0 / 1024.0));
     println!(
         "server RSS       start {}  peak {}  end {}",
-        kib(rss_start),
-        kib(rss_peak),
-        kib(rss_end)
+        mib(rss_start),
+        mib(rss_peak),
+        mib(rss_end)
     );
     if let Some(status) = died {
         ok = false;

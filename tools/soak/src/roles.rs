@@ -10,32 +10,15 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use ssed_testkit::json::json_u64;
+use ssed_testkit::net;
+use ssed_testkit::rng::Rng;
+
 use crate::http::{self, Got, Item, Stream};
 use crate::Options;
 
 /// How long subscribers get, after the last publish, to catch up.
 const CATCH_UP: Duration = Duration::from_secs(30);
-
-/// xorshift64*: enough randomness for load, seeded for reproducibility.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// In `low..high`.
-    pub fn range(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low).max(1)
-    }
-}
 
 /// What every role shares: the options, the stop flag, what was published.
 pub struct Shared {
@@ -175,7 +158,7 @@ pub fn spawn_publisher(shared: Arc<Shared>, addr: SocketAddr, index: usize) -> J
                 conn = http::Conn::open(addr).ok();
             }
             match conn.as_mut().map(|c| c.request(raw.as_bytes())) {
-                Some(Ok((200, answer))) => match http::json_u64(&answer, "id") {
+                Some(Ok((200, answer))) => match json_u64(&answer, "id") {
                     Some(id) => shared.record(topic, id),
                     None => errors += 1,
                 },
@@ -476,14 +459,14 @@ pub fn spawn_garbage(shared: Arc<Shared>, addr: SocketAddr, index: usize) -> Joi
         let deadline = shared.options.header_timeout + Duration::from_secs(3);
         while !shared.stopping() {
             let kind = KINDS[rng.range(0, KINDS.len() as u64) as usize];
-            let Ok(mut stream) = http::connect(addr, Duration::from_millis(100)) else {
+            let Ok(mut stream) = net::connect(addr, Duration::from_millis(100)) else {
                 thread::sleep(Duration::from_millis(50));
                 continue;
             };
             report.sent += 1;
             *report.kinds.entry(kind).or_default() += 1;
             let bytes: Vec<u8> = match kind {
-                "random" => (0..rng.range(1, 2048)).map(|_| rng.next() as u8).collect(),
+                "random" => (0..rng.range(1, 2048)).map(|_| rng.next_u64() as u8).collect(),
                 "slowloris" => b"GET /events HTTP/1.1\r\nHost: soak\r\nX-Slow: ".to_vec(),
                 "oversize-head" => format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "b".repeat(rng.range(17_000, 40_000) as usize)).into_bytes(),
                 "long-target" => format!("GET /{} HTTP/1.1\r\n\r\n", "t".repeat(rng.range(8_300, 15_000) as usize)).into_bytes(),

@@ -1,5 +1,5 @@
 //! The server under test: started here on port 0, or attached to; its
-//! memory from `/proc/PID/status`; its `/stats`.
+//! memory from `/proc/PID/status` (`ssed_testkit::procfs`); its `/stats`.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+
+use ssed_testkit::{net, procfs};
 
 use crate::http;
 use crate::Options;
@@ -72,13 +74,8 @@ impl Target {
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(at) = line.find("listening on http://") {
-                    if let Ok(addr) = line[at + "listening on http://".len()..]
-                        .trim()
-                        .parse::<SocketAddr>()
-                    {
-                        let _ = addr_tx.send(addr);
-                    }
+                if let Some(addr) = net::listening_addr(&line) {
+                    let _ = addr_tx.send(addr);
                 }
                 let mut tail = keep.lock().unwrap_or_else(|e| e.into_inner());
                 if tail.len() == LOG_TAIL {
@@ -173,13 +170,6 @@ pub fn stats(addr: SocketAddr) -> std::io::Result<String> {
     Ok(body)
 }
 
-/// `VmRSS` of a process, in KiB.
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// Samples the server's RSS every 250 ms, keeping the peak.
 pub struct RssSampler {
     stop: Arc<AtomicBool>,
@@ -195,8 +185,8 @@ impl RssSampler {
             let (stop, peak) = (stop.clone(), peak.clone());
             thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    if let Some(kib) = rss_kib(pid) {
-                        peak.fetch_max(kib, Ordering::Relaxed);
+                    if let Some(bytes) = procfs::rss_bytes(pid) {
+                        peak.fetch_max(bytes, Ordering::Relaxed);
                     }
                     thread::sleep(Duration::from_millis(250));
                 }
@@ -205,7 +195,7 @@ impl RssSampler {
         RssSampler { stop, peak, thread }
     }
 
-    /// The peak in KiB, if any sample was taken.
+    /// The peak in bytes, if any sample was taken.
     pub fn stop(mut self) -> Option<u64> {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
