@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mio::Events;
 use ssed::conn::{Conn, Phase, Subscription};
-use ssed::hub::Topics;
 use ssed::timer::Due;
+use ssed::topics::Topics;
 use ssed::{Config, Server};
 
 /// A server with `n` subscribers to every topic, and their sockets.

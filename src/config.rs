@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use crate::hub;
+use crate::topics;
 
 /// Where the daemon serves unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -242,9 +242,9 @@ pub fn parse(
                     None if args.last().is_some_and(|next| !next.starts_with('-')) => {
                         args.pop().unwrap_or_default()
                     }
-                    None => hub::DEFAULT_TOPIC.to_string(),
+                    None => topics::DEFAULT_TOPIC.to_string(),
                 };
-                hub::validate_topic(&topic).map_err(|e| ConfigError(format!("--stdin: {e}")))?;
+                topics::validate_topic(&topic).map_err(|e| ConfigError(format!("--stdin: {e}")))?;
                 config.stdin_topic = Some(topic);
             }
             "--trace" => config.trace = true,

@@ -40,15 +40,18 @@
 //! would not take wait for the next writable edge. No `reregister` is ever
 //! needed.
 //!
-//! # The write queue
+//! # What a connection sends
 //!
-//! What is sent waits in a [`WriteQueue`] (`conn/queue.rs`) of shared
-//! frames, written with one `writev` per flush. The server bounds it with
-//! `--max-queue`.
+//! A stream's events are read from its view of the shared log (`log.rs`):
+//! the connection holds only a cursor into it. Its own frames (response
+//! heads, answers, the greeting, ticks, heartbeats, the farewell) wait in
+//! a [`WriteQueue`] (`conn/queue.rs`), each at the log position it belongs
+//! at. A flush sends both with one system call. The server evicts a stream
+//! whose unsent bytes pass `--max-queue`.
 
 mod queue;
 
-pub use queue::{WriteQueue, MAX_IOVECS};
+pub use queue::{LogRange, WriteQueue, MAX_IOVECS};
 
 use std::io::{self, Read};
 use std::net::Shutdown;
@@ -60,7 +63,8 @@ use mio::net::TcpStream;
 
 use crate::frame::Frame;
 use crate::http::reader::RequestReader;
-use crate::hub::Topics;
+use crate::hub::ViewId;
+use crate::log::{Log, Offset};
 use crate::trace;
 
 /// Where the connection is in its life. See the module docs for the diagram.
@@ -90,14 +94,17 @@ pub struct Reading {
     pub deadline: Instant,
 }
 
-/// An open event stream.
+/// An open event stream. Where it reads is the connection's (a closing
+/// stream still finishes what it was sent); this is what only an open one
+/// needs.
 #[derive(Debug)]
 pub struct Subscription {
-    /// What the stream receives.
-    pub topics: Topics,
-    /// When bytes were last queued, for the heartbeat.
+    /// When bytes were last written, for the heartbeat.
     pub last_sent: Instant,
 }
+
+/// The `view` of a connection that reads none.
+const NO_VIEW: u32 = u32::MAX;
 
 /// What the kernel has told us about the socket, one bit each.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -229,8 +236,14 @@ pub struct Conn {
     pub id: u64,
     /// Where the connection is in its life.
     pub phase: Phase,
-    /// What is still to be sent.
+    /// Its own frames still to be sent.
     queue: WriteQueue,
+    /// A stream: the first byte of its view's log not yet sent.
+    cursor: Offset,
+    /// A stream: the view it reads ([`NO_VIEW`] otherwise), and its place
+    /// in the view's member list.
+    view: u32,
+    member: u32,
     /// What the kernel reported.
     pub readiness: Readiness,
     /// An HTTP/1.1 stream: frames are sent whole, chunk framing included.
@@ -250,20 +263,53 @@ impl Conn {
                 deadline,
             })),
             queue: WriteQueue::default(),
+            cursor: 0,
+            view: NO_VIEW,
+            member: 0,
             readiness: Readiness::fresh(),
             chunked: false,
             over_capacity: false,
         }
     }
 
-    /// Bytes queued and not yet written.
+    /// Bytes of its own frames queued and not yet written.
     pub fn queued(&self) -> usize {
         self.queue.queued()
     }
 
-    /// Something is queued.
+    /// Frames are queued.
     pub fn has_pending_output(&self) -> bool {
         !self.queue.is_empty()
+    }
+
+    /// The view a stream reads, and its place in the view's member list.
+    pub fn view(&self) -> Option<(ViewId, u32)> {
+        (self.view != NO_VIEW).then_some((self.view as ViewId, self.member))
+    }
+
+    /// Its place in its view's member list changed (another member left).
+    pub fn moved_to(&mut self, member: u32) {
+        self.member = member;
+    }
+
+    /// Where the next unsent byte of its view's log is.
+    pub fn cursor(&self) -> Offset {
+        self.cursor
+    }
+
+    /// Bytes still to send, frames and log, given the log's `head`.
+    pub fn unsent(&self, head: Offset) -> u64 {
+        let end = self.log_end(head);
+        self.queue.queued() as u64 + end.saturating_sub(self.cursor)
+    }
+
+    /// Where sending from the log stops: the head, or for a closing stream
+    /// its farewell, after which nothing is sent.
+    fn log_end(&self, head: Offset) -> Offset {
+        match self.phase {
+            Phase::Closing { .. } | Phase::Lingering => self.queue.last_at().unwrap_or(self.cursor),
+            _ => head,
+        }
     }
 
     /// The request reader, while the connection reads requests.
@@ -310,30 +356,23 @@ impl Conn {
         }
     }
 
-    /// Request → Stream: the connection becomes an event stream. Anything
+    /// Request → Stream: the connection becomes an event stream that
+    /// reads `view` from `cursor`, as its `member`-th reader. Anything
     /// pipelined after `GET /events` is dropped with the reader.
-    pub fn start_stream(&mut self, topics: Topics, chunked: bool, now: Instant) {
+    pub fn start_stream(&mut self, view: ViewId, member: u32, cursor: Offset, chunked: bool, now: Instant) {
         self.chunked = chunked;
-        self.phase = Phase::Stream(Subscription {
-            topics,
-            last_sent: now,
-        });
+        // The hub has far fewer than 4 billion views.
+        self.view = u32::try_from(view).unwrap_or(NO_VIEW);
+        self.member = member;
+        self.cursor = cursor;
+        self.phase = Phase::Stream(Subscription { last_sent: now });
     }
 
-    /// Any phase → Closing: what is queued is the last thing sent. Returns
-    /// the subscription a stream had, for the caller to unsubscribe.
-    pub fn begin_closing(&mut self) -> Option<Subscription> {
-        match std::mem::replace(&mut self.phase, Phase::Closing { peer_gone: false }) {
-            Phase::Stream(subscription) => Some(subscription),
-            Phase::Closing { peer_gone } => {
-                self.phase = Phase::Closing { peer_gone };
-                None
-            }
-            Phase::Lingering => {
-                self.phase = Phase::Lingering;
-                None
-            }
-            Phase::Request(_) => None,
+    /// Any phase → Closing: what is queued now is the last thing sent (a
+    /// stream sends its log only up to its last frame).
+    pub fn begin_closing(&mut self) {
+        if !matches!(self.phase, Phase::Closing { .. } | Phase::Lingering) {
+            self.phase = Phase::Closing { peer_gone: false };
         }
     }
 
@@ -371,29 +410,44 @@ impl Conn {
         }
     }
 
-    /// Puts a frame on the queue. Returns the unsent byte count after.
-    /// A frame with nothing to send on this connection (the last chunk, to
-    /// an HTTP/1.0 stream) is not queued at all.
+    /// Queues a frame to go out before any log bytes not yet sent (an
+    /// answer, a stream's greeting). Returns the frame bytes queued.
     pub fn enqueue(&mut self, frame: Rc<Frame>) -> usize {
-        self.queue.push(frame, self.chunked)
+        self.queue.push(self.cursor, frame, self.chunked)
     }
 
-    /// Writes as much of the queue as the socket takes, every queued frame
-    /// in one `writev` per call (up to [`MAX_IOVECS`]). Returns the outcome
-    /// and the bytes written.
-    pub fn flush(&mut self, tracing: bool) -> (FlushOutcome, usize) {
+    /// Queues a frame for a stream at log position `at` (its view's head,
+    /// for a tick, a heartbeat or the farewell). A frame with nothing to
+    /// send on this connection (the last chunk, to an HTTP/1.0 stream) is
+    /// not queued at all.
+    pub fn enqueue_at(&mut self, at: Offset, frame: Rc<Frame>) -> usize {
+        self.queue.push(at, frame, self.chunked)
+    }
+
+    /// Writes what the socket takes: its frames and, for a stream, its
+    /// view's `log` from the cursor, all in one system call each time.
+    /// Returns the outcome and the bytes written.
+    pub fn flush(&mut self, log: Option<&Log>, tracing: bool) -> (FlushOutcome, usize) {
         let mut written = 0;
         let mut released = 0;
         let trace = tracing.then_some(self.id);
-        while !self.queue.is_empty() {
+        loop {
+            let range = log.filter(|_| self.view != NO_VIEW).map(|log| LogRange {
+                log,
+                cursor: self.cursor,
+                end: self.log_end(log.head()),
+            });
+            if !self.queue.has_work(range) {
+                return (FlushOutcome::Done { released }, written);
+            }
             if !self.readiness.writable() {
                 return (FlushOutcome::Blocked, written);
             }
-            match self.queue.write_to(&mut self.stream, self.chunked, trace) {
+            match self.queue.write_to(&mut self.stream, self.chunked, range, trace) {
                 Ok(0) => return (FlushOutcome::Error(io::ErrorKind::WriteZero.into()), written),
                 Ok(n) => {
                     written += n;
-                    released += self.queue.consume(n, self.chunked);
+                    released += self.queue.consume(n, self.chunked, &mut self.cursor);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.readiness.clear(Readiness::WRITABLE);
@@ -403,7 +457,6 @@ impl Conn {
                 Err(e) => return (FlushOutcome::Error(e), written),
             }
         }
-        (FlushOutcome::Done { released }, written)
     }
 }
 
@@ -422,20 +475,33 @@ mod tests {
     }
 
     #[test]
-    fn flushes_shared_frames_and_tracks_partial_writes() {
+    fn a_stream_sends_its_frames_and_its_log_in_one_write() {
         let (mut conn, mut client) = pair();
-        let frame = Frame::chunk(b"data: x\n\n");
-        conn.start_stream(Topics::All, true, Instant::now());
-        conn.enqueue(frame.clone());
-        conn.enqueue(frame.clone());
-        assert_eq!(Rc::strong_count(&frame), 3);
-        let (outcome, written) = conn.flush(false);
+        let mut log = Log::default();
+        log.append(b"old;");
+        let cursor = log.append(b"e1;");
+        conn.start_stream(3, 0, cursor, true, Instant::now());
+        assert_eq!(conn.view(), Some((3, 0)));
+        conn.enqueue(Frame::raw(b"<head>".to_vec()));
+        log.append(b"e2;");
+        conn.enqueue_at(log.head(), Frame::raw(b"<ping>".to_vec()));
+        assert_eq!(conn.unsent(log.head()), 6 + 6 + 6);
+        let (outcome, written) = conn.flush(Some(&log), false);
         assert!(matches!(outcome, FlushOutcome::Done { .. }));
-        assert_eq!(written, 2 * frame.chunked().len());
-        assert_eq!(Rc::strong_count(&frame), 1);
-        let mut got = vec![0; written];
+        assert_eq!(written, 18);
+        assert_eq!(conn.cursor(), log.head());
+        let mut got = [0; 18];
         client.read_exact(&mut got).unwrap();
-        assert_eq!(&got[..frame.chunked().len()], frame.chunked());
+        assert_eq!(&got, b"<head>e1;e2;<ping>");
+        // A closing stream sends what it was told was last, and no more.
+        conn.enqueue_at(log.head(), Frame::raw(b"<bye>".to_vec()));
+        conn.begin_closing();
+        log.append(b"late;");
+        assert_eq!(conn.unsent(log.head()), 5);
+        conn.flush(Some(&log), false);
+        let mut got = [0; 5];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"<bye>");
     }
 
     #[test]
@@ -451,9 +517,13 @@ mod tests {
         assert_eq!(conn.flushed(false), AfterFlush::Close);
 
         let (mut conn, _client) = pair();
-        conn.start_stream(Topics::All, true, Instant::now());
-        assert!(conn.begin_closing().is_some());
-        assert!(conn.begin_closing().is_none(), "closing twice is closing");
+        conn.start_stream(0, 0, 0, true, Instant::now());
+        conn.begin_closing();
+        conn.begin_closing();
+        assert!(
+            matches!(conn.phase, Phase::Closing { peer_gone: false }),
+            "closing twice is closing"
+        );
         assert_eq!(conn.flushed(true), AfterFlush::Close);
         assert_eq!(conn.flushed(false), AfterFlush::Linger);
         assert!(matches!(conn.phase, Phase::Lingering));

@@ -94,6 +94,17 @@ impl Frame {
     }
 }
 
+/// The data of one chunk as [`Frame::chunk`] framed it: what lies between
+/// the size line and the closing CRLF. Anything else is returned whole.
+pub fn chunk_data(chunk: &[u8]) -> &[u8] {
+    let Some(line_end) = chunk.windows(2).position(|pair| pair == b"\r\n") else {
+        return chunk;
+    };
+    chunk
+        .get(line_end + 2..chunk.len().saturating_sub(2))
+        .unwrap_or(chunk)
+}
+
 /// A length as a frame offset. Frames are bounded far below 4 GiB (see
 /// [`Frame`]); saturating keeps a bug from ever turning into a wrong slice.
 fn offset(len: usize) -> u32 {
@@ -120,6 +131,14 @@ mod tests {
     fn raw_frames_are_the_same_either_way() {
         let frame = Frame::raw(b"HTTP/1.1 200 OK\r\n\r\n".to_vec());
         assert_eq!(frame.wire(true), frame.wire(false));
+    }
+
+    #[test]
+    fn chunk_data_undoes_the_framing() {
+        for body in [&b"data: hi\n\n"[..], b"", &[b'x'; 300]] {
+            let frame = Frame::chunk(body);
+            assert_eq!(chunk_data(frame.chunked()), body);
+        }
     }
 
     #[test]

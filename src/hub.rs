@@ -1,10 +1,26 @@
-//! The hub: who is subscribed to what, the global event id, and the history
-//! ring that `Last-Event-ID` replays from.
+//! The hub: the global event id, the views of the shared log and who reads
+//! each, and `Last-Event-ID` replay.
 //!
-//! The hub never touches a socket. Subscribers are named by their slab key;
-//! publishing encodes the event once into a shared [`Frame`] and hands it
-//! back, and the server walks [`Hub::subscribers_of`] to put that same frame
-//! on each subscriber's queue.
+//! The hub never touches a socket. Subscribers are named by a [`Key`] (the
+//! loop's slab key); the hub says which view each reads and where in it,
+//! and the loop writes the bytes.
+//!
+//! # Publishing
+//!
+//! ```text
+//!   publish("news", ...) ──▶ encode once, frame once ──▶ append to every view
+//!                                                         that carries "news":
+//!       views:  [every topic, chunked]  ◀── always there: the history
+//!               [every topic, HTTP/1.0]     (while someone reads it)
+//!               [news]                      (while someone reads it)
+//!               [news, sport]               (while someone reads it)
+//! ```
+//!
+//! The view of every topic, chunked, always exists, subscribers or not:
+//! its log's tail *is* the history ring, and a view created later is filled
+//! from it. Each view keeps the events history keeps, so a reconnecting
+//! subscriber's replay is its cursor set back in its own view's log, with
+//! nothing copied.
 //!
 //! # Ids
 //!
@@ -23,250 +39,219 @@
 //!                           n only if first_id <= n < next_id and n+1 >= oldest
 //! ```
 //!
-//! When we cannot vouch for every event after `n`, the replay starts with an
-//! `event: gap` that says so: nothing is ever lost silently.
+//! When we cannot vouch for every event after `n`, the stream starts with an
+//! `event: gap` that says so, then every retained event of its topics:
+//! nothing is ever lost silently.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::fmt;
+use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::frame::Frame;
+use slab::Slab;
+
+use crate::frame::{self, Frame};
+use crate::log::{Offset, View};
 use crate::sse::{self, EncodeError};
+use crate::topics::Topics;
 
 /// A subscriber, named by its connection's slab key.
 pub type Key = usize;
 
-/// Longest topic name, in bytes.
-pub const MAX_TOPIC_LEN: usize = 128;
-/// Most topics one subscriber may filter on.
-pub const MAX_TOPICS: usize = 32;
-/// The topic of published events that name none.
-pub const DEFAULT_TOPIC: &str = "default";
-/// The topic of ticker events.
-pub const TICK_TOPIC: &str = "tick";
+/// A view, named by its slot in the hub.
+pub type ViewId = usize;
 
-/// One published event, as kept in history.
+/// The view of every topic, chunk-framed: the history.
+pub const HISTORY: ViewId = 0;
+
+/// Where a new stream starts reading.
 #[derive(Debug)]
-pub struct Event {
-    /// Its id, one of the global sequence.
-    pub id: u64,
-    /// Its topic.
-    pub topic: Rc<str>,
-    /// The encoded, chunk-framed event, shared by every queue it goes to.
-    pub frame: Rc<Frame>,
-}
-
-/// What a subscriber receives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Topics {
-    /// Every topic (`/events` with no `topic`).
-    All,
-    /// Only these (deduplicated, never empty).
-    Only(Box<[Rc<str>]>),
-}
-
-/// A topic name or list we refuse.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TopicError {
-    /// An empty name.
-    Empty,
-    /// A name longer than [`MAX_TOPIC_LEN`].
-    TooLong,
-    /// A name with a control character (a line break, say).
-    ControlCharacter,
-    /// More than [`MAX_TOPICS`] topics on one stream.
-    TooMany,
-}
-
-impl fmt::Display for TopicError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TopicError::Empty => f.write_str("empty topic name"),
-            TopicError::TooLong => write!(f, "topic name longer than {MAX_TOPIC_LEN} bytes"),
-            TopicError::ControlCharacter => f.write_str("topic name contains a control character"),
-            TopicError::TooMany => write!(f, "more than {MAX_TOPICS} topics"),
-        }
-    }
-}
-
-/// Checks a topic name: 1 to 128 bytes, no control characters.
-pub fn validate_topic(topic: &str) -> Result<(), TopicError> {
-    if topic.is_empty() {
-        Err(TopicError::Empty)
-    } else if topic.len() > MAX_TOPIC_LEN {
-        Err(TopicError::TooLong)
-    } else if topic.chars().any(char::is_control) {
-        Err(TopicError::ControlCharacter)
-    } else {
-        Ok(())
-    }
-}
-
-impl Topics {
-    /// From the values of every `topic` query parameter, each of which may
-    /// itself be a comma-separated list. No values at all means every topic.
-    pub fn parse<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Topics, TopicError> {
-        let mut topics: Vec<Rc<str>> = Vec::new();
-        for name in values.into_iter().flat_map(|value| value.split(',')) {
-            if name.is_empty() {
-                continue;
-            }
-            validate_topic(name)?;
-            if !topics.iter().any(|t| &**t == name) {
-                if topics.len() == MAX_TOPICS {
-                    return Err(TopicError::TooMany);
-                }
-                topics.push(Rc::from(name));
-            }
-        }
-        Ok(if topics.is_empty() {
-            Topics::All
-        } else {
-            Topics::Only(topics.into_boxed_slice())
-        })
-    }
-
-    /// Whether an event on `topic` is for this subscriber.
-    pub fn matches(&self, topic: &str) -> bool {
-        match self {
-            Topics::All => true,
-            Topics::Only(topics) => topics.iter().any(|t| &**t == topic),
-        }
-    }
-}
-
-/// What a reconnecting subscriber is sent before the live stream.
-#[derive(Debug, Default)]
-pub struct Replay {
-    /// `event: gap`, when the server cannot vouch for every missed event.
+pub struct Opening {
+    /// The view it reads.
+    pub view: ViewId,
+    /// Where in the view's log it starts: the head, or set back for replay.
+    pub cursor: Offset,
+    /// `event: gap`, when the hub cannot vouch for every missed event.
     pub gap: Option<Rc<Frame>>,
-    /// Retained events after the client's id that match its topics, in order.
-    pub events: Vec<Rc<Event>>,
 }
 
-/// Topics, subscribers, ids and history.
+/// A subscriber that moved in its view's member list when another left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moved {
+    /// The subscriber.
+    pub key: Key,
+    /// Its new place in the list.
+    pub member: u32,
+}
+
+/// Ids, views and who reads them.
 #[derive(Debug)]
 pub struct Hub {
     first_id: u64,
     next_id: u64,
-    history: VecDeque<Rc<Event>>,
     history_limit: usize,
-    /// Subscribers to every topic.
-    everything: BTreeSet<Key>,
-    /// Subscribers to named topics; a topic is here only while it has some,
-    /// so publishing to arbitrary names cannot grow this map.
-    by_topic: HashMap<Rc<str>, BTreeSet<Key>>,
+    views: Slab<View>,
+    by_filter: HashMap<(Topics, bool), ViewId>,
+    /// Views of every topic.
+    everything: Vec<ViewId>,
+    /// Views of named topics, under each topic they carry.
+    by_topic: HashMap<Rc<str>, Vec<ViewId>>,
+    /// Views with events their members have not been written yet.
+    dirty: Vec<ViewId>,
     subscribers: usize,
 }
 
 impl Hub {
     /// `first_id` is the process start time in microseconds.
     pub fn new(first_id: u64, history_limit: usize) -> Self {
-        Hub {
+        let mut hub = Hub {
             first_id,
             next_id: first_id,
-            history: VecDeque::with_capacity(history_limit.min(4096)),
             history_limit,
-            everything: BTreeSet::new(),
+            views: Slab::new(),
+            by_filter: HashMap::new(),
+            everything: Vec::new(),
             by_topic: HashMap::new(),
+            dirty: Vec::new(),
             subscribers: 0,
-        }
+        };
+        let history = hub.create_view(&Topics::All, true);
+        debug_assert_eq!(history, HISTORY);
+        hub
     }
 
-    /// Subscriber `key` receives `topics` from now on.
-    pub fn subscribe(&mut self, key: Key, topics: &Topics) {
-        match topics {
-            Topics::All => {
-                self.everything.insert(key);
-            }
-            Topics::Only(topics) => {
-                for topic in topics.iter() {
-                    self.by_topic.entry(topic.clone()).or_default().insert(key);
-                }
-            }
-        }
-        self.subscribers += 1;
-    }
-
-    /// Subscriber `key`, which held `topics`, has gone.
-    pub fn unsubscribe(&mut self, key: Key, topics: &Topics) {
-        match topics {
-            Topics::All => {
-                self.everything.remove(&key);
-            }
-            Topics::Only(topics) => {
-                for topic in topics.iter() {
-                    if let Some(keys) = self.by_topic.get_mut(topic) {
-                        keys.remove(&key);
-                        if keys.is_empty() {
-                            self.by_topic.remove(topic);
-                        }
-                    }
-                }
-            }
-        }
-        self.subscribers = self.subscribers.saturating_sub(1);
-    }
-
-    /// How many subscribers an event on `topic` reaches.
-    pub fn audience(&self, topic: &str) -> usize {
-        self.everything.len() + self.by_topic.get(topic).map_or(0, BTreeSet::len)
-    }
-
-    /// Every subscriber that should receive an event on `topic`. Each key
-    /// appears once: a subscriber is either in `everything` or in topic sets,
-    /// and its topic list has no duplicates.
-    pub fn subscribers_of<'a>(&'a self, topic: &str) -> impl Iterator<Item = Key> + 'a {
-        let named = self.by_topic.get(topic).into_iter().flatten();
-        self.everything.iter().chain(named).copied()
-    }
-
-    /// Assigns the next id, encodes the event once, keeps it in history.
-    pub fn publish(&mut self, topic: &str, name: Option<&str>, data: &str) -> Result<Rc<Event>, EncodeError> {
+    /// Assigns the next id, encodes and frames the event once, and appends
+    /// it to every view that carries its topic. Returns the id and how many
+    /// subscribers it reaches.
+    pub fn publish(
+        &mut self,
+        topic: &str,
+        name: Option<&str>,
+        data: &str,
+    ) -> Result<(u64, usize), EncodeError> {
         let id = self.next_id;
         let encoded = sse::encode_event(Some(&id.to_string()), name, data)?;
         self.next_id += 1;
-        let event = Rc::new(Event {
-            id,
-            topic: Rc::from(topic),
-            frame: Frame::chunk(&encoded),
-        });
-        if self.history_limit > 0 {
-            if self.history.len() == self.history_limit {
-                self.history.pop_front();
+        let frame = Frame::chunk(&encoded);
+        let topic: Rc<str> = Rc::from(topic);
+        let oldest = self.next_id.saturating_sub(self.history_limit as u64);
+        let mut audience = 0;
+        let named = self.by_topic.get(&topic).into_iter().flatten();
+        for &view_id in self.everything.iter().chain(named) {
+            let Some(view) = self.views.get_mut(view_id) else {
+                continue;
+            };
+            view.append(id, &topic, frame.wire(view.chunked));
+            view.forget_before(oldest);
+            audience += view.members.len();
+            if view.members.is_empty() {
+                view.trim(Offset::MAX);
+            } else if !view.dirty {
+                view.dirty = true;
+                self.dirty.push(view_id);
             }
-            self.history.push_back(event.clone());
         }
-        Ok(event)
+        Ok((id, audience))
     }
 
-    /// What a client that last saw `last_event_id` must be sent first.
-    pub fn replay(&self, last_event_id: &str, topics: &Topics) -> Replay {
-        let parsed = last_event_id.trim().parse::<u64>().ok();
-        let oldest = self.history.front().map_or(self.next_id, |event| event.id);
-        let vouched = parsed.is_some_and(|n| n >= self.first_id && n < self.next_id && n + 1 >= oldest);
-        let gap = (!vouched).then(|| {
-            let oldest = match self.history.front() {
-                Some(event) => event.id.to_string(),
-                None => "null".to_string(),
+    /// Opens a stream of `topics`: the view it reads (made now if nobody
+    /// reads it yet) and where it starts, set back after `last_event_id`
+    /// when it has one.
+    pub fn open(&mut self, topics: &Topics, chunked: bool, last_event_id: Option<&str>) -> Opening {
+        let view_id = match self.by_filter.get(&(topics.clone(), chunked)) {
+            Some(&id) => id,
+            None => self.create_view(topics, chunked),
+        };
+        let oldest = self.oldest_retained();
+        let Some(view) = self.views.get_mut(view_id) else {
+            return Opening {
+                view: view_id,
+                cursor: 0,
+                gap: None,
             };
-            let data = format!(
-                "{{\"last_event_id\":{},\"oldest\":{oldest}}}",
-                json_string(last_event_id)
-            );
-            // Neither the name nor the id is a peer's: this cannot fail.
-            let encoded = sse::encode_event(None, Some("gap"), &data).unwrap_or_default();
-            Frame::chunk(&encoded)
+        };
+        view.forget_before(oldest);
+        let Some(last_event_id) = last_event_id else {
+            return Opening {
+                view: view_id,
+                cursor: view.log.head(),
+                gap: None,
+            };
+        };
+        let parsed = last_event_id.trim().parse::<u64>().ok();
+        let vouched = parsed.filter(|&n| n >= self.first_id && n < self.next_id && n + 1 >= oldest);
+        let gap = vouched.is_none().then(|| self.gap(last_event_id));
+        // Without a vouched id, every retained event of its topics.
+        let cursor = self.views[view_id].position_after(vouched.unwrap_or(0));
+        Opening {
+            view: view_id,
+            cursor,
+            gap,
+        }
+    }
+
+    /// Subscriber `key` reads `view` from now on. Returns its place in the
+    /// view's member list, which [`Hub::leave`] needs back.
+    pub fn join(&mut self, view: ViewId, key: Key) -> u32 {
+        let Some(view) = self.views.get_mut(view) else {
+            return u32::MAX;
+        };
+        view.members.push(key);
+        self.subscribers += 1;
+        // A slab of connections holds far fewer than 4 billion.
+        u32::try_from(view.members.len() - 1).unwrap_or(u32::MAX)
+    }
+
+    /// The subscriber at `member` of `view` has gone. The last member takes
+    /// its place: that one's new place is returned. A view nobody reads is
+    /// dropped, except the history.
+    pub fn leave(&mut self, view_id: ViewId, member: u32) -> Option<Moved> {
+        let view = self.views.get_mut(view_id)?;
+        let member = member as usize;
+        if member >= view.members.len() {
+            return None;
+        }
+        view.members.swap_remove(member);
+        self.subscribers = self.subscribers.saturating_sub(1);
+        let moved = view.members.get(member).map(|&key| Moved {
+            key,
+            member: member as u32,
         });
-        let after = parsed.unwrap_or(0);
-        let start = self.history.partition_point(|event| event.id <= after);
-        let events = self
-            .history
-            .range(start..)
-            .filter(|event| topics.matches(&event.topic))
-            .cloned()
-            .collect();
-        Replay { gap, events }
+        if view.members.is_empty() && view_id != HISTORY {
+            self.drop_view(view_id);
+        }
+        moved
+    }
+
+    /// A view, if it still exists.
+    pub fn view(&self, view: ViewId) -> Option<&View> {
+        self.views.get(view)
+    }
+
+    /// A view, to record a flush or trim it.
+    pub fn view_mut(&mut self, view: ViewId) -> Option<&mut View> {
+        self.views.get_mut(view)
+    }
+
+    /// The views with events not yet written to their members; each is
+    /// marked clean.
+    pub fn take_dirty(&mut self) -> Vec<ViewId> {
+        let dirty = std::mem::take(&mut self.dirty);
+        for &id in &dirty {
+            if let Some(view) = self.views.get_mut(id) {
+                view.dirty = false;
+            }
+        }
+        dirty
+    }
+
+    /// The views with unwritten events, still marked.
+    pub fn dirty(&self) -> &[ViewId] {
+        &self.dirty
+    }
+
+    /// Every view that carries `topic`.
+    pub fn views_of<'a>(&'a self, topic: &str) -> impl Iterator<Item = ViewId> + 'a {
+        let named = self.by_topic.get(topic).into_iter().flatten();
+        self.everything.iter().chain(named).copied()
     }
 
     /// Open streams.
@@ -276,7 +261,86 @@ impl Hub {
 
     /// Events kept for replay.
     pub fn history_len(&self) -> usize {
-        self.history.len()
+        self.views.get(HISTORY).map_or(0, |view| view.index.len())
+    }
+
+    /// Views that exist (the history included).
+    pub fn view_count(&self) -> usize {
+        self.views.len()
+    }
+
+    /// The id of the oldest event history keeps (the next id, when none).
+    fn oldest_retained(&self) -> u64 {
+        let oldest = self.next_id.saturating_sub(self.history_limit as u64);
+        self.views
+            .get(HISTORY)
+            .and_then(|view| view.index.iter().find(|entry| entry.id >= oldest))
+            .map_or(self.next_id, |entry| entry.id)
+    }
+
+    /// `event: gap` for a client that last saw `last_event_id`.
+    fn gap(&self, last_event_id: &str) -> Rc<Frame> {
+        let oldest = match self.oldest_retained() {
+            id if id < self.next_id => id.to_string(),
+            _ => "null".to_string(),
+        };
+        let data = format!(
+            "{{\"last_event_id\":{},\"oldest\":{oldest}}}",
+            json_string(last_event_id)
+        );
+        // Neither the name nor the id is a peer's: this cannot fail.
+        let encoded = sse::encode_event(None, Some("gap"), &data).unwrap_or_default();
+        Frame::chunk(&encoded)
+    }
+
+    /// A view of `topics`, filled with the events history keeps.
+    fn create_view(&mut self, topics: &Topics, chunked: bool) -> ViewId {
+        let mut view = View::new(topics.clone(), chunked);
+        if let Some(history) = self.views.get(HISTORY) {
+            let ends = history.index.iter().skip(1).map(|entry| entry.at);
+            let ends = ends.chain(std::iter::once(history.log.head()));
+            for (entry, end) in history.index.iter().zip(ends) {
+                if !topics.matches(&entry.topic) {
+                    continue;
+                }
+                let Some(bytes) = history.log.range(entry.at, end) else {
+                    continue;
+                };
+                let bytes = if chunked { bytes } else { frame::chunk_data(bytes) };
+                view.append(entry.id, &entry.topic, bytes);
+            }
+        }
+        let id = self.views.insert(view);
+        self.by_filter.insert((topics.clone(), chunked), id);
+        match topics {
+            Topics::All => self.everything.push(id),
+            Topics::Only(names) => {
+                for name in names.iter() {
+                    self.by_topic.entry(name.clone()).or_default().push(id);
+                }
+            }
+        }
+        id
+    }
+
+    fn drop_view(&mut self, id: ViewId) {
+        let Some(view) = self.views.try_remove(id) else {
+            return;
+        };
+        self.by_filter.remove(&(view.topics.clone(), view.chunked));
+        match &view.topics {
+            Topics::All => self.everything.retain(|&other| other != id),
+            Topics::Only(names) => {
+                for name in names.iter() {
+                    if let Some(ids) = self.by_topic.get_mut(name) {
+                        ids.retain(|&other| other != id);
+                        if ids.is_empty() {
+                            self.by_topic.remove(name);
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -307,64 +371,74 @@ mod tests {
 
     const START: u64 = 1_700_000_000_000_000;
 
-    fn hub_with(history: usize, events: &[&str]) -> Hub {
+    fn hub_with(history: usize, topics: &[&str]) -> Hub {
         let mut hub = Hub::new(START, history);
-        for topic in events {
+        for topic in topics {
             hub.publish(topic, None, "x").unwrap();
         }
         hub
     }
 
-    fn ids(replay: &Replay) -> Vec<u64> {
-        replay.events.iter().map(|e| e.id).collect()
+    fn topics(names: &[&str]) -> Topics {
+        Topics::parse(names.iter().copied()).unwrap()
     }
 
-    fn gap_text(replay: &Replay) -> Option<String> {
-        replay
-            .gap
-            .as_ref()
-            .map(|frame| String::from_utf8_lossy(frame.body()).into_owned())
+    /// The ids a stream that opened at `opening` reads from its view.
+    fn replayed(hub: &Hub, opening: &Opening) -> Vec<u64> {
+        let view = hub.view(opening.view).unwrap();
+        let bytes = view.log.since(opening.cursor).unwrap();
+        String::from_utf8_lossy(bytes)
+            .lines()
+            .filter_map(|line| line.strip_prefix("id: "))
+            .map(|id| id.parse().unwrap())
+            .collect()
+    }
+
+    fn gap_text(opening: &Opening) -> Option<String> {
+        let gap = opening.gap.as_ref()?;
+        Some(String::from_utf8_lossy(gap.body()).into_owned())
     }
 
     #[test]
-    fn ids_start_at_the_start_time_and_increase() {
+    fn ids_start_at_the_start_time_and_the_event_is_framed_once() {
         let mut hub = Hub::new(START, 4);
-        let a = hub.publish("t", None, "a").unwrap();
-        let b = hub.publish("t", Some("n"), "b").unwrap();
-        assert_eq!((a.id, b.id), (START, START + 1));
-        assert_eq!(
-            b.frame.body(),
-            format!("id: {}\nevent: n\ndata: b\n\n", START + 1).as_bytes()
-        );
+        assert_eq!(hub.publish("t", None, "a").unwrap(), (START, 0));
+        assert_eq!(hub.publish("t", Some("n"), "b").unwrap(), (START + 1, 0));
+        let history = hub.view(HISTORY).unwrap();
+        let second = Frame::chunk(format!("id: {}\nevent: n\ndata: b\n\n", START + 1).as_bytes());
+        assert!(history.log.since(0).unwrap().ends_with(second.chunked()));
     }
 
     #[test]
     fn history_is_a_bounded_ring() {
-        let hub = hub_with(3, &["a"; 5]);
+        let mut hub = hub_with(3, &["a"; 5]);
         assert_eq!(hub.history_len(), 3);
-        let replay = hub.replay(&(START + 1).to_string(), &Topics::All);
-        assert!(replay.gap.is_none());
-        assert_eq!(ids(&replay), vec![START + 2, START + 3, START + 4]);
+        let opening = hub.open(&Topics::All, true, Some(&(START + 1).to_string()));
+        assert!(opening.gap.is_none());
+        assert_eq!(replayed(&hub, &opening), [START + 2, START + 3, START + 4]);
+        let live = hub.open(&Topics::All, true, None);
+        assert_eq!(live.cursor, hub.view(HISTORY).unwrap().log.head());
     }
 
     #[test]
     fn replays_only_matching_topics_after_the_id() {
-        let hub = hub_with(10, &["a", "b", "a", "c", "a"]);
-        let topics = Topics::parse(["a,c"]).unwrap();
-        let replay = hub.replay(&START.to_string(), &topics);
-        assert!(replay.gap.is_none());
-        assert_eq!(ids(&replay), vec![START + 2, START + 3, START + 4]);
-        let newest = hub.replay(&(START + 4).to_string(), &Topics::All);
-        assert!(newest.gap.is_none() && newest.events.is_empty());
+        let mut hub = hub_with(10, &["a", "b", "a", "c", "a"]);
+        let opening = hub.open(&topics(&["a,c"]), true, Some(&START.to_string()));
+        assert!(opening.gap.is_none());
+        assert_ne!(opening.view, HISTORY, "a view of its own, filled from history");
+        assert_eq!(replayed(&hub, &opening), [START + 2, START + 3, START + 4]);
+        let newest = hub.open(&Topics::All, true, Some(&(START + 4).to_string()));
+        assert!(newest.gap.is_none() && replayed(&hub, &newest).is_empty());
     }
 
     #[test]
-    fn gap_when_we_cannot_vouch() {
-        let hub = hub_with(3, &["a"; 5]);
-        // START+1 was evicted, but every event after it is retained.
-        assert!(hub.replay(&(START + 1).to_string(), &Topics::All).gap.is_none());
+    fn gap_when_we_cannot_vouch_then_every_retained_event() {
+        let mut hub = hub_with(3, &["a"; 5]);
+        // START+1 was dropped, but every event after it is retained.
+        let opening = hub.open(&Topics::All, true, Some(&(START + 1).to_string()));
+        assert!(opening.gap.is_none());
         let cases = [
-            START.to_string(),       // its successor was evicted
+            START.to_string(),       // its successor was dropped
             (START - 1).to_string(), // before this process
             "12".to_string(),        // a previous process
             (START + 5).to_string(), // newer than anything issued
@@ -372,8 +446,8 @@ mod tests {
             "".to_string(),
         ];
         for last in cases {
-            let replay = hub.replay(&last, &Topics::All);
-            let gap = gap_text(&replay).unwrap_or_else(|| panic!("no gap for {last:?}"));
+            let opening = hub.open(&Topics::All, true, Some(&last));
+            let gap = gap_text(&opening).unwrap_or_else(|| panic!("no gap for {last:?}"));
             assert_eq!(
                 gap,
                 format!(
@@ -382,75 +456,82 @@ mod tests {
                     START + 2
                 )
             );
+            // After a gap, what is retained still follows.
+            assert_eq!(
+                replayed(&hub, &opening),
+                [START + 2, START + 3, START + 4],
+                "{last:?}"
+            );
         }
-        // After a gap, what is retained still follows.
-        assert_eq!(ids(&hub.replay("12", &Topics::All)).len(), 3);
-        assert!(hub
-            .replay(&(START + 5).to_string(), &Topics::All)
-            .events
-            .is_empty());
     }
 
     #[test]
     fn gap_says_null_when_nothing_is_retained() {
-        let hub = Hub::new(START, 16);
-        let replay = hub.replay("5", &Topics::All);
+        let mut hub = Hub::new(START, 16);
+        let opening = hub.open(&Topics::All, true, Some("5"));
         assert_eq!(
-            gap_text(&replay).unwrap(),
+            gap_text(&opening).unwrap(),
             "event: gap\ndata: {\"last_event_id\":\"5\",\"oldest\":null}\n\n"
         );
-        let no_history = hub_with(0, &["a", "a"]);
+        let mut no_history = hub_with(0, &["a", "a"]);
+        let caught_up = no_history.open(&Topics::All, true, Some(&(START + 1).to_string()));
+        assert!(caught_up.gap.is_none());
         assert!(no_history
-            .replay(&(START + 1).to_string(), &Topics::All)
+            .open(&Topics::All, true, Some(&START.to_string()))
             .gap
-            .is_none());
-        assert!(no_history.replay(&START.to_string(), &Topics::All).gap.is_some());
+            .is_some());
     }
 
     #[test]
     fn gap_escapes_what_the_client_sent() {
-        let hub = Hub::new(START, 16);
-        let replay = hub.replay("a\"b\nc", &Topics::All);
-        let text = gap_text(&replay).unwrap();
+        let mut hub = Hub::new(START, 16);
+        let opening = hub.open(&Topics::All, true, Some("a\"b\nc"));
+        let text = gap_text(&opening).unwrap();
         assert!(text.contains(r#""last_event_id":"a\"b\nc""#), "{text}");
         assert_eq!(text.matches('\n').count(), 3);
     }
 
     #[test]
-    fn subscribers_by_topic() {
-        let mut hub = Hub::new(START, 0);
-        hub.subscribe(1, &Topics::All);
-        hub.subscribe(2, &Topics::parse(["a", "b"]).unwrap());
-        hub.subscribe(3, &Topics::parse(["b"]).unwrap());
-        let of = |hub: &Hub, topic| hub.subscribers_of(topic).collect::<Vec<_>>();
-        assert_eq!(of(&hub, "a"), vec![1, 2]);
-        assert_eq!(of(&hub, "b"), vec![1, 2, 3]);
-        assert_eq!(of(&hub, "c"), vec![1]);
-        assert_eq!(hub.subscriber_count(), 3);
-        hub.unsubscribe(2, &Topics::parse(["a", "b"]).unwrap());
-        assert_eq!(of(&hub, "a"), vec![1]);
-        assert_eq!(of(&hub, "b"), vec![1, 3]);
-        assert!(!hub.by_topic.contains_key("a"));
-        assert_eq!(hub.subscriber_count(), 2);
+    fn subscribers_with_the_same_filter_share_a_view() {
+        let mut hub = Hub::new(START, 8);
+        let all = hub.open(&Topics::All, true, None).view;
+        assert_eq!(all, HISTORY);
+        let ab = hub.open(&topics(&["a,b"]), true, None).view;
+        assert_eq!(hub.open(&topics(&["b", "a"]), true, None).view, ab);
+        let plain = hub.open(&topics(&["a,b"]), false, None).view;
+        assert_ne!(plain, ab, "HTTP/1.0 streams read bare events");
+        assert_eq!(hub.join(all, 1), 0);
+        assert_eq!(hub.join(ab, 2), 0);
+        assert_eq!(hub.join(ab, 3), 1);
+        assert_eq!(hub.join(plain, 4), 0);
+        assert_eq!(hub.subscriber_count(), 4);
+        // One copy per view, none per subscriber; the audience is everyone.
+        assert_eq!(hub.publish("a", None, "x").unwrap().1, 4);
+        assert_eq!(hub.publish("c", None, "x").unwrap().1, 1);
+        let dirty = hub.take_dirty();
+        assert_eq!(dirty.len(), 3);
+        assert!(hub.take_dirty().is_empty());
+        let bare = hub.view(plain).unwrap().log.since(0).unwrap();
+        assert_eq!(bare, format!("id: {START}\ndata: x\n\n").as_bytes());
+        // The last member takes a leaver's place; an empty view goes.
+        assert_eq!(hub.leave(ab, 0), Some(Moved { key: 3, member: 0 }));
+        assert_eq!(hub.leave(ab, 0), None);
+        assert!(hub.view(ab).is_none());
+        assert_eq!(hub.leave(all, 0), None);
+        assert!(hub.view(HISTORY).is_some(), "the history stays");
+        assert_eq!(hub.subscriber_count(), 1);
+        assert_eq!(hub.views_of("a").collect::<Vec<_>>(), [HISTORY, plain]);
     }
 
     #[test]
-    fn parses_topic_lists() {
-        assert_eq!(Topics::parse([]).unwrap(), Topics::All);
-        assert_eq!(Topics::parse([",,"]).unwrap(), Topics::All);
-        let topics = Topics::parse(["a,b", "a", "c"]).unwrap();
-        assert_eq!(
-            topics,
-            Topics::Only(vec!["a".into(), "b".into(), "c".into()].into())
-        );
-        assert!(topics.matches("c") && !topics.matches("d"));
-        assert_eq!(Topics::parse(["a\nb"]), Err(TopicError::ControlCharacter));
-        let long = "x".repeat(MAX_TOPIC_LEN + 1);
-        assert_eq!(Topics::parse([long.as_str()]), Err(TopicError::TooLong));
-        let many: Vec<String> = (0..=MAX_TOPICS).map(|i| i.to_string()).collect();
-        assert_eq!(
-            Topics::parse(many.iter().map(String::as_str)),
-            Err(TopicError::TooMany)
-        );
+    fn a_view_nobody_reads_holds_only_history() {
+        let mut hub = Hub::new(START, 4);
+        let data = "x".repeat(1000);
+        for _ in 0..1000 {
+            hub.publish("t", None, &data).unwrap();
+        }
+        let history = hub.view(HISTORY).unwrap();
+        assert_eq!(history.index.len(), 4);
+        assert!(history.log.len() < 64 * 1024, "{} bytes held", history.log.len());
     }
 }

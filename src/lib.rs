@@ -31,8 +31,11 @@
 //! - [`routes`]: `(method, path)` to a route, or `404`/`405`.
 //! - [`params`]: what a publish or a subscription asks for, checked.
 //! - [`auth`]: the publish bearer token.
-//! - [`hub`]: topics, subscribers, the global id, the history ring, replay
-//!   and the gap rule.
+//! - [`topics`]: topic names and the filters subscribers ask for.
+//! - [`hub`]: the global id, the views of the shared log and who reads
+//!   each, replay and the gap rule.
+//! - [`log`]: the shared log: events encoded and framed once, in one run of
+//!   bytes per view; a subscriber is a cursor into it.
 //! - [`stats`]: counters; `/stats` JSON and `/metrics` text.
 //! - [`rng`]: spreading reconnects.
 //!
@@ -80,6 +83,7 @@ pub mod conn;
 pub mod frame;
 pub mod http;
 pub mod hub;
+pub mod log;
 pub mod os;
 pub mod params;
 pub mod rng;
@@ -90,13 +94,14 @@ pub mod signal;
 pub mod sse;
 pub mod stats;
 pub mod timer;
+pub mod topics;
 pub mod trace;
 
 use std::io::{self, BufRead};
 use std::sync::mpsc;
 use std::thread;
 
-use log::{info, warn};
+use ::log::{info, warn};
 
 pub use config::Config;
 pub use server::{Handle, Server};

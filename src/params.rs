@@ -8,8 +8,8 @@
 use crate::auth;
 use crate::http::query;
 use crate::http::{Rejection, Request};
-use crate::hub::{self, Topics};
 use crate::sse;
+use crate::topics::{self, Topics};
 
 /// A checked publish: where, under what name, what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +34,8 @@ pub fn publish(request: &Request, token: Option<&str>, from_query: bool) -> Resu
     let param = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
     let topic = param("topic")
         .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| hub::DEFAULT_TOPIC.to_string());
-    hub::validate_topic(&topic).map_err(|_| Rejection::BadRequest("invalid topic name"))?;
+        .unwrap_or_else(|| topics::DEFAULT_TOPIC.to_string());
+    topics::validate_topic(&topic).map_err(|_| Rejection::BadRequest("invalid topic name"))?;
     let name = param("event").filter(|n| !n.is_empty());
     if let Some(name) = &name {
         sse::validate_name(name).map_err(|_| Rejection::BadRequest("event name contains a line break"))?;

@@ -150,8 +150,9 @@ pub struct Server {
     dirty: Vec<usize>,
     /// Connections with readiness left over after their read budget.
     backlog: Vec<usize>,
-    /// Subscribers to evict once the current fan-out is done.
-    evictions: Vec<usize>,
+    /// Streams a view's flush found failing or too far behind, closed once
+    /// it is done.
+    failures: Vec<(usize, CloseReason)>,
     next_conn_id: u64,
     fd_exhaustion_logged: bool,
     /// Queue buffer bytes freed since memory was last handed back.
@@ -196,7 +197,7 @@ impl Server {
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             dirty: Vec::new(),
             backlog: Vec::new(),
-            evictions: Vec::new(),
+            failures: Vec::new(),
             next_conn_id: 1,
             fd_exhaustion_logged: false,
             released_since_trim: 0,
@@ -301,12 +302,12 @@ impl Server {
     }
 
     /// Publishes an event from the program that embeds the server, as
-    /// `POST /publish` does: the service assigns its id and encodes it
-    /// once; its frame is queued on every subscriber now and written at
-    /// the end of the next turn. Returns the id.
+    /// `POST /publish` does: the service assigns its id, encodes it once
+    /// and appends it to the views of its topic; the end of the next turn
+    /// writes it to their readers. Returns the id.
     pub fn publish(&mut self, topic: &str, name: Option<&str>, data: &str) -> Result<u64, EncodeError> {
-        let (id, delivery) = self.service.publish(topic, name, data)?;
-        self.deliver(&delivery, Now::read());
+        let (id, _) = self.service.publish(topic, name, data)?;
+        self.flush_overgrown_views(Now::read());
         Ok(id)
     }
 
@@ -398,7 +399,7 @@ impl Server {
             return;
         };
         slot.conn.readiness.note(event);
-        if slot.conn.readiness.writable() && slot.conn.has_pending_output() {
+        if slot.conn.readiness.writable() && (slot.conn.has_pending_output() || slot.conn.view().is_some()) {
             self.mark_dirty(key);
         }
         self.drive(key, now);
@@ -427,12 +428,16 @@ impl Server {
             let conn = &mut slot.conn;
             match conn.phase {
                 Phase::Stream(_) => {
-                    conn.enqueue(farewell);
-                    // Nothing at all for an HTTP/1.0 stream: its end is the close.
-                    conn.enqueue(last_chunk.clone());
-                    if let Some(subscription) = conn.begin_closing() {
-                        self.service.unsubscribe(key, &subscription.topics);
-                    }
+                    // After every event it was sent: its last word, then
+                    // the last chunk (nothing at all for an HTTP/1.0
+                    // stream: its end is the close).
+                    let head = conn
+                        .view()
+                        .and_then(|(view, _)| self.service.view(view))
+                        .map_or(0, |view| view.log.head());
+                    conn.enqueue_at(head, farewell);
+                    conn.enqueue_at(head, last_chunk.clone());
+                    conn.begin_closing();
                     self.mark_dirty(key);
                 }
                 Phase::Request(_) if conn.has_pending_output() => {

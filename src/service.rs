@@ -8,14 +8,18 @@
 //!
 //! ```text
 //!   Request ──▶ Service::handle ──▶ Answer::Respond  bytes, then keep alive or close
-//!                                   Answer::Publish  bytes, and a Delivery to fan out
-//!                                   Answer::Stream   head and first frames, then live events
+//!                                   Answer::Publish  bytes; an event was appended
+//!                                                    to the views of its topic
+//!                                   Answer::Stream   head and first frames, and the
+//!                                                    view and cursor to read from
 //! ```
 //!
-//! Events that come from elsewhere, the ticker and `--stdin`, are a
-//! [`Delivery`] too. Whatever their source, an event is published in one
-//! place ([`Service::publish`]), encoded once, and the loop puts that one
-//! frame on the queue of every subscriber the hub names.
+//! Whatever its source (HTTP, `--stdin`, an embedding program), an event is
+//! published in one place ([`Service::publish`]): encoded once, appended
+//! once to each view of the shared log that carries its topic. The loop
+//! then writes each view's new bytes to its readers. Ticks are not kept:
+//! [`Service::tick`] gives the loop a frame for every reader of the views
+//! that carry the `tick` topic.
 
 use std::rc::Rc;
 use std::time::SystemTime;
@@ -27,7 +31,8 @@ use crate::config::Config;
 use crate::frame::Frame;
 use crate::http::response::stream_head;
 use crate::http::{Framing, Method, Rejection, Request, Response};
-use crate::hub::{self, Hub, Key, Topics};
+use crate::hub::{Hub, Key, Moved, ViewId};
+use crate::log::{Offset, View};
 use crate::params;
 use crate::rng::Rng;
 use crate::routes::{self, Route};
@@ -56,37 +61,28 @@ pub enum Answer {
         /// Whether the connection stays open for another request.
         keep_alive: bool,
     },
-    /// Send `bytes`, and deliver an event to its subscribers.
+    /// Send `bytes`; an event was published (its views have new bytes).
     Publish {
         /// The whole response.
         bytes: Vec<u8>,
         /// Whether the connection stays open for another request.
         keep_alive: bool,
-        /// The event, encoded once.
-        delivery: Delivery,
     },
     /// Become an event stream.
     Stream(OpenStream),
 }
 
-/// A stream about to open: what it sends first, and what it receives.
+/// A stream about to open: what it sends first, and where it reads.
 #[derive(Debug)]
 pub struct OpenStream {
-    /// The response head, the greeting, then any replay, in order.
+    /// The response head, the greeting, then any `gap`, in order.
     pub frames: Vec<Rc<Frame>>,
-    /// The topics it receives from now on.
-    pub topics: Topics,
+    /// The view of the shared log it reads.
+    pub view: ViewId,
+    /// Where it starts reading: the head, or set back for replay.
+    pub cursor: Offset,
     /// HTTP/1.1: framed in chunks. HTTP/1.0: delimited by the close.
     pub chunked: bool,
-}
-
-/// An event on its way to the subscribers of `topic`.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    /// Who receives it.
-    pub topic: Rc<str>,
-    /// The encoded, chunk-framed event, shared by every queue.
-    pub frame: Rc<Frame>,
 }
 
 /// The application. See the module docs.
@@ -167,42 +163,36 @@ impl Service {
     }
 
     /// Publishes one event: the one place every publish goes through, from
-    /// HTTP or `--stdin`. The hub assigns the id and encodes the event
-    /// once. Returns the id and the delivery.
+    /// HTTP, `--stdin` or an embedding program. The hub assigns the id,
+    /// encodes the event once and appends it to every view of its topic.
+    /// Returns the id and how many subscribers it reaches.
     pub fn publish(
         &mut self,
         topic: &str,
         name: Option<&str>,
         data: &str,
-    ) -> Result<(u64, Delivery), EncodeError> {
-        let event = self.hub.publish(topic, name, data)?;
+    ) -> Result<(u64, usize), EncodeError> {
+        let (id, audience) = self.hub.publish(topic, name, data)?;
         self.counters.published += 1;
-        let delivery = Delivery {
-            topic: event.topic.clone(),
-            frame: event.frame.clone(),
-        };
-        Ok((event.id, delivery))
+        self.counters.delivered += audience as u64;
+        Ok((id, audience))
     }
 
     /// One line of `--stdin`, published to its topic.
-    pub fn publish_line(&mut self, line: &str) -> Option<Delivery> {
+    pub fn publish_line(&mut self, line: &str) -> Option<u64> {
         let topic = self.config.stdin_topic.clone()?;
-        self.publish(&topic, None, line)
-            .ok()
-            .map(|(_, delivery)| delivery)
+        self.publish(&topic, None, line).ok().map(|(id, _)| id)
     }
 
-    /// A tick: `event: tick` with the time, to the `tick` topic. Ticks have
-    /// no id and are not kept, so a browser's last event id stays the last
-    /// published one.
-    pub fn tick(&mut self, wall: SystemTime) -> Delivery {
+    /// A tick: `event: tick` with the time. Ticks have no id and are not
+    /// kept, so a browser's last event id stays the last published one, and
+    /// a replay never sends an old tick: the loop queues the frame for every
+    /// reader of [`Service::views_of`] the `tick` topic.
+    pub fn tick(&mut self, wall: SystemTime) -> Rc<Frame> {
         let data = clock::rfc3339(wall);
         // A fixed name and no id: nothing to refuse.
         let encoded = sse::encode_event(None, Some("tick"), &data).unwrap_or_default();
-        Delivery {
-            topic: Rc::from(hub::TICK_TOPIC),
-            frame: Frame::chunk(&encoded),
-        }
+        Frame::chunk(&encoded)
     }
 
     /// The heartbeat comment, framed once for everyone.
@@ -233,19 +223,41 @@ impl Service {
         }
     }
 
-    /// The loop's stream joins the hub under `key`.
-    pub fn subscribe(&mut self, key: Key, topics: &Topics) {
-        self.hub.subscribe(key, topics);
+    /// The stream under `key` reads `view` from now on; returns its place
+    /// in the view's member list.
+    pub fn join(&mut self, view: ViewId, key: Key) -> u32 {
+        self.hub.join(view, key)
     }
 
-    /// The stream under `key` has ended.
-    pub fn unsubscribe(&mut self, key: Key, topics: &Topics) {
-        self.hub.unsubscribe(key, topics);
+    /// The stream at `member` of `view` has ended. Returns the reader that
+    /// took its place in the list, whose connection must be told.
+    pub fn leave(&mut self, view: ViewId, member: u32) -> Option<Moved> {
+        self.hub.leave(view, member)
     }
 
-    /// The streams an event on `topic` goes to.
-    pub fn subscribers_of<'a>(&'a self, topic: &str) -> impl Iterator<Item = Key> + 'a {
-        self.hub.subscribers_of(topic)
+    /// A view of the shared log.
+    pub fn view(&self, view: ViewId) -> Option<&View> {
+        self.hub.view(view)
+    }
+
+    /// A view, to record a flush or trim it.
+    pub fn view_mut(&mut self, view: ViewId) -> Option<&mut View> {
+        self.hub.view_mut(view)
+    }
+
+    /// The views with events not yet written to their readers, taken.
+    pub fn take_dirty_views(&mut self) -> Vec<ViewId> {
+        self.hub.take_dirty()
+    }
+
+    /// The views with events not yet written to their readers.
+    pub fn dirty_views(&self) -> &[ViewId] {
+        self.hub.dirty()
+    }
+
+    /// The views that carry `topic`.
+    pub fn views_of<'a>(&'a self, topic: &str) -> impl Iterator<Item = ViewId> + 'a {
+        self.hub.views_of(topic)
     }
 
     /// The counters, for the loop to count what it does.
@@ -283,20 +295,19 @@ impl Service {
                 keep_alive,
             };
         }
+        let chunked = !request.http10;
+        let opening = self.hub.open(&topics, chunked, last_event_id.as_deref());
         let mut frames = vec![
             Frame::raw(head),
             Frame::chunk(&sse::greeting(self.config.retry_ms, caller.client)),
         ];
-        if let Some(last_event_id) = last_event_id {
-            let replay = self.hub.replay(&last_event_id, &topics);
-            frames.extend(replay.gap);
-            frames.extend(replay.events.iter().map(|event| event.frame.clone()));
-        }
+        frames.extend(opening.gap);
         debug!("#{} subscribed", caller.client);
         Answer::Stream(OpenStream {
             frames,
-            topics,
-            chunked: !request.http10,
+            view: opening.view,
+            cursor: opening.cursor,
+            chunked,
         })
     }
 
@@ -312,16 +323,11 @@ impl Service {
             // HEAD must not change anything: say what GET would.
             return self.respond(request, &Response::json(String::new()), request.keep_alive, now);
         }
-        let subscribers = self.hub.audience(&checked.topic);
         match self.publish(&checked.topic, checked.name.as_deref(), &checked.data) {
-            Ok((id, delivery)) => {
+            Ok((id, subscribers)) => {
                 let json = format!("{{\"id\":{id},\"subscribers\":{subscribers}}}\n");
                 match self.respond(request, &Response::json(json), request.keep_alive, now) {
-                    Answer::Respond { bytes, keep_alive } => Answer::Publish {
-                        bytes,
-                        keep_alive,
-                        delivery,
-                    },
+                    Answer::Respond { bytes, keep_alive } => Answer::Publish { bytes, keep_alive },
                     other => other,
                 }
             }

@@ -160,6 +160,35 @@ fn ticks_carry_no_id_and_are_not_replayed() {
     assert_eq!(server.stat("history"), 0);
 }
 
+/// Ticks reach every stream of all topics between the published events,
+/// but a reconnecting stream's replay carries only the published events it
+/// missed: the shared log holds no ticks, so setting a cursor back never
+/// sends an old one.
+#[test]
+fn a_replay_between_ticks_carries_only_published_events() {
+    let mut config = test_config();
+    config.tick = Some(Duration::from_millis(20));
+    let server = TestServer::start_with(config, 100);
+    let mut live = Subscriber::open(server.addr, "/events", "");
+    live.connected();
+    let zero = server.publish("t", "zero");
+    server.publish("t", "one");
+    // Ticks arrive after "one", then "two" after them.
+    while live.next_event().event.as_deref() != Some("tick") {}
+    assert_eq!(live.next_event().event.as_deref(), Some("tick"));
+    server.publish("t", "two");
+    while live.next_event().data != "two" {}
+    let mut back = Subscriber::open(server.addr, "/events", &format!("Last-Event-ID: {zero}\r\n"));
+    back.connected();
+    let replayed: Vec<String> = (0..2).map(|_| back.next_event().data).collect();
+    assert_eq!(replayed, ["one", "two"]);
+    assert_eq!(
+        back.next_event().event.as_deref(),
+        Some("tick"),
+        "live ticks follow"
+    );
+}
+
 #[test]
 fn heartbeat_comments_reach_silent_streams() {
     let mut config = test_config();

@@ -1,124 +1,190 @@
-//! A connection's queue of unsent bytes: shared frames, oldest first, and
-//! how much of the front one is already written.
+//! What a connection still has to send, and the one system call that sends
+//! it.
+//!
+//! A stream's events are not queued here at all: they are in its view's
+//! shared log (`log.rs`), and the stream only has a cursor into it. What
+//! *is* queued are the few frames that are the connection's own: response
+//! heads and answers, the greeting, a `gap`, ticks, heartbeats, the
+//! farewell. Each is queued *at* a log position, so that it goes out
+//! between the right events:
 //!
 //! ```text
-//!   frames:  [ event 41 ][ event 42 ][ event 43 ]     (Rc<Frame>, 8 bytes each)
-//!                 ▲
-//!      front_sent ┘  bytes of the front frame the kernel already took
+//!   log:       ...[ event 41 ][ event 42 ][ event 43 ]
+//!                  ▲ cursor               ▲ head
+//!   frames:                   (tick @ end of 42)
+//!   one writev:    [ event 41 ][ event 42 ][ tick ][ event 43 ]
 //! ```
 //!
-//! The frames are reference-counted and shared: one published event is one
-//! allocation however many subscribers queue it. A write hands every queued
-//! frame (up to [`MAX_IOVECS`]) to one `writev`; only the front frame can be
-//! part-sent, so one offset serves the whole queue.
+//! A connection that is not a stream has no log: its frames all sit at
+//! offset 0 and go out in order, one `writev` for all of them.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::rc::Rc;
 
 use crate::frame::Frame;
+use crate::log::{Log, Offset};
 use crate::trace;
 
-/// Most frames handed to one `writev`: Linux's `IOV_MAX`.
+/// Most pieces handed to one `writev`: Linux's `IOV_MAX`.
 pub const MAX_IOVECS: usize = 1024;
 
-/// Iovecs kept on the stack: a queue holds a handful of frames in the
-/// common case; a burst that queued more gets a heap array, still one call.
+/// Pieces kept on the stack: a handful in the common case; a burst of
+/// queued frames gets a heap array, still one call.
 const ON_STACK: usize = 16;
 
-/// Frames to send, and how far the front one has gone.
+/// The log bytes a flush may send around the queued frames: from `cursor`
+/// up to `end`.
+#[derive(Debug, Clone, Copy)]
+pub struct LogRange<'a> {
+    /// The view's log.
+    pub log: &'a Log,
+    /// The first byte not yet sent.
+    pub cursor: Offset,
+    /// Where sending stops: the head, or the farewell of a closing stream.
+    pub end: Offset,
+}
+
+/// Frames to send, each at a log position, and how far the front one has
+/// gone.
 #[derive(Debug, Default)]
 pub struct WriteQueue {
-    frames: VecDeque<Rc<Frame>>,
+    frames: VecDeque<(Offset, Rc<Frame>)>,
     front_sent: usize,
     queued: usize,
 }
 
 impl WriteQueue {
-    /// Bytes queued and not yet written.
+    /// Bytes of frames queued and not yet written (log bytes not counted).
     pub fn queued(&self) -> usize {
         self.queued
     }
 
-    /// Nothing to send.
+    /// No frame to send.
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
     }
 
-    /// Queues a frame, as a connection that does (`chunked`) or does not
-    /// chunk sends it. A frame with nothing to send that way (the last
-    /// chunk, to an HTTP/1.0 stream) is not queued. Returns the bytes
-    /// queued after.
-    pub fn push(&mut self, frame: Rc<Frame>, chunked: bool) -> usize {
+    /// Where the last queued frame sits, if any.
+    pub fn last_at(&self) -> Option<Offset> {
+        self.frames.back().map(|(at, _)| *at)
+    }
+
+    /// Queues a frame at log position `at` (never before a frame already
+    /// queued), as a connection that does (`chunked`) or does not chunk
+    /// sends it. A frame with nothing to send that way (the last chunk, to
+    /// an HTTP/1.0 stream) is not queued. Returns the frame bytes queued.
+    pub fn push(&mut self, at: Offset, frame: Rc<Frame>, chunked: bool) -> usize {
         let len = frame.wire(chunked).len();
         if len > 0 {
+            let at = self.last_at().map_or(at, |last| at.max(last));
             self.queued += len;
-            self.frames.push_back(frame);
+            self.frames.push_back((at, frame));
         }
         self.queued
     }
 
-    /// One system call for the front of the queue: `write` for one frame,
-    /// `writev` for several. With `trace`, the bytes written are logged as
-    /// connection `trace`'s.
-    pub fn write_to(&self, out: &mut impl Write, chunked: bool, trace: Option<u64>) -> io::Result<usize> {
-        let front_sent = self.front_sent;
-        let unsent = |index, frame| unsent(frame, index, chunked, front_sent);
-        if self.frames.len() == 1 {
-            let only = unsent(0, &self.frames[0]);
-            let n = out.write(only)?;
-            if let Some(id) = trace {
-                trace::bytes(id, trace::Direction::Out, &only[..n]);
-            }
-            return Ok(n);
-        }
+    /// Whether anything is left to send, frames or log bytes.
+    pub fn has_work(&self, range: Option<LogRange<'_>>) -> bool {
+        !self.frames.is_empty() || range.is_some_and(|r| r.cursor < r.end)
+    }
+
+    /// One system call: `write` for one piece, `writev` for several. With
+    /// `trace`, the bytes written are logged as connection `trace`'s.
+    pub fn write_to<'a>(
+        &'a self,
+        out: &mut impl Write,
+        chunked: bool,
+        range: Option<LogRange<'a>>,
+        trace: Option<u64>,
+    ) -> io::Result<usize> {
         let mut on_stack = [IoSlice::new(&[]); ON_STACK];
-        let on_heap: Vec<IoSlice<'_>>;
-        let slices: &[IoSlice<'_>] = if self.frames.len() <= ON_STACK {
-            for (index, (slot, frame)) in on_stack.iter_mut().zip(self.frames.iter()).enumerate() {
-                *slot = IoSlice::new(unsent(index, frame));
+        let mut on_heap = Vec::new();
+        let mut count = 0;
+        let mut push = |piece: &'a [u8]| -> bool {
+            if piece.is_empty() {
+                return true;
             }
-            &on_stack[..self.frames.len()]
+            if count < ON_STACK {
+                on_stack[count] = IoSlice::new(piece);
+            } else {
+                if count == ON_STACK {
+                    on_heap.extend_from_slice(&on_stack);
+                }
+                on_heap.push(IoSlice::new(piece));
+            }
+            count += 1;
+            count < MAX_IOVECS
+        };
+        let mut pos = range.map_or(0, |r| r.cursor);
+        let mut room = true;
+        for (index, (at, frame)) in self.frames.iter().enumerate() {
+            if let Some(r) = range {
+                let upto = (*at).min(r.end);
+                if upto > pos {
+                    room = push(r.log.range(pos, upto).ok_or_else(trimmed)?);
+                    pos = upto;
+                }
+            }
+            let skip = if index == 0 { self.front_sent } else { 0 };
+            if !room || !push(&frame.wire(chunked)[skip..]) {
+                room = false;
+                break;
+            }
+        }
+        if let Some(r) = range.filter(|r| room && r.end > pos) {
+            push(r.log.range(pos, r.end).ok_or_else(trimmed)?);
+        }
+        let slices: &[IoSlice<'_>] = if count <= ON_STACK {
+            &on_stack[..count]
         } else {
-            on_heap = self
-                .frames
-                .iter()
-                .take(MAX_IOVECS)
-                .enumerate()
-                .map(|(index, frame)| IoSlice::new(unsent(index, frame)))
-                .collect();
             &on_heap
         };
-        let n = out.write_vectored(slices)?;
+        let n = match slices {
+            [] => 0,
+            [only] => out.write(only)?,
+            many => out.write_vectored(many)?,
+        };
         if let Some(id) = trace {
             trace::slices(id, slices, n);
         }
         Ok(n)
     }
 
-    /// Pops `n` written bytes off the front. Returns the bytes of queue
-    /// buffer given back, when it emptied.
-    pub fn consume(&mut self, mut n: usize, chunked: bool) -> usize {
-        self.queued -= n;
+    /// Accounts for `n` bytes written: frames popped, the front frame's
+    /// offset, and `cursor` moved over the log bytes among them. Returns
+    /// the bytes of queue buffer given back, when it emptied.
+    pub fn consume(&mut self, mut n: usize, chunked: bool, cursor: &mut Offset) -> usize {
         while n > 0 {
-            let Some(front) = self.frames.front() else {
-                break;
-            };
-            let left = front.wire(chunked).len() - self.front_sent;
-            if n >= left {
-                n -= left;
-                self.frames.pop_front();
-                self.front_sent = 0;
-            } else {
-                self.front_sent += n;
-                n = 0;
+            match self.frames.front() {
+                Some((at, frame)) if *at <= *cursor => {
+                    let left = frame.wire(chunked).len() - self.front_sent;
+                    if n >= left {
+                        n -= left;
+                        self.queued -= left;
+                        self.frames.pop_front();
+                        self.front_sent = 0;
+                    } else {
+                        self.front_sent += n;
+                        self.queued -= n;
+                        n = 0;
+                    }
+                }
+                Some((at, _)) => {
+                    let take = (n as u64).min(at - *cursor);
+                    *cursor += take;
+                    // `take` is at most `n`, a usize.
+                    n -= take as usize;
+                }
+                None => {
+                    *cursor += n as u64;
+                    n = 0;
+                }
             }
         }
         if self.frames.is_empty() && self.frames.capacity() > 0 {
-            // An idle subscriber holds no queue buffer at all: at tens of
-            // thousands of connections that is most of their memory, and a
-            // malloc per event costs nothing next to the write it goes with.
-            let released = self.frames.capacity() * std::mem::size_of::<Rc<Frame>>();
+            // An idle connection holds no queue buffer at all.
+            let released = self.frames.capacity() * std::mem::size_of::<(Offset, Rc<Frame>)>();
             self.frames = VecDeque::new();
             return released;
         }
@@ -126,46 +192,90 @@ impl WriteQueue {
     }
 }
 
-/// What is left to write of the frame at `index` in a queue whose front
-/// frame has `front_sent` bytes written.
-fn unsent(frame: &Frame, index: usize, chunked: bool, front_sent: usize) -> &[u8] {
-    let skip = if index == 0 { front_sent } else { 0 };
-    &frame.wire(chunked)[skip..]
+/// Log bytes a cursor still needed were trimmed: a bug, answered by
+/// closing that one connection.
+fn trimmed() -> io::Error {
+    io::Error::other("log bytes trimmed before they were sent")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn writes_every_frame_in_one_call_and_tracks_partial_writes() {
-        let mut queue = WriteQueue::default();
-        queue.push(Frame::raw(b"abc".to_vec()), true);
-        queue.push(Frame::raw(b"defg".to_vec()), true);
+    /// Writes everything there is, as flushes would, `limit` bytes at most
+    /// per call.
+    fn drain(queue: &mut WriteQueue, log: Option<&Log>, cursor: &mut Offset, limit: usize) -> Vec<u8> {
         let mut out = Vec::new();
-        assert_eq!(queue.write_to(&mut out, true, None).unwrap(), 7);
-        assert_eq!(out, b"abcdefg");
-        queue.consume(4, true);
-        assert_eq!(queue.queued(), 3);
-        assert_eq!(queue.frames.len(), 1);
-        assert_eq!(queue.front_sent, 1);
-        out.clear();
-        queue.write_to(&mut out, true, None).unwrap();
-        assert_eq!(out, b"efg");
-        assert!(
-            queue.consume(3, true) > 0,
-            "an emptied queue gives its buffer back"
-        );
+        loop {
+            let range = log.map(|log| LogRange {
+                log,
+                cursor: *cursor,
+                end: log.head(),
+            });
+            if !queue.has_work(range) {
+                return out;
+            }
+            let mut buf = Vec::new();
+            let n = queue.write_to(&mut buf, true, range, None).unwrap();
+            let n = n.min(limit);
+            out.extend_from_slice(&buf[..n]);
+            queue.consume(n, true, cursor);
+        }
+    }
+
+    #[test]
+    fn frames_go_out_between_the_right_log_bytes_whatever_the_write_sizes() {
+        for limit in [1, 2, 3, 5, 7, 100] {
+            let mut log = Log::default();
+            let mut queue = WriteQueue::default();
+            queue.push(0, Frame::raw(b"<head>".to_vec()), true);
+            log.append(b"e1;");
+            let at = log.append(b"e2;");
+            queue.push(log.head(), Frame::raw(b"<tick>".to_vec()), true);
+            log.append(b"e3;");
+            let mut cursor = at - 3;
+            let out = drain(&mut queue, Some(&log), &mut cursor, limit);
+            assert_eq!(out, b"<head>e1;e2;<tick>e3;", "writes of {limit}");
+            assert_eq!(cursor, log.head());
+            assert_eq!(queue.queued(), 0);
+        }
+    }
+
+    #[test]
+    fn without_a_log_frames_go_out_in_order() {
+        let mut queue = WriteQueue::default();
+        queue.push(0, Frame::raw(b"abc".to_vec()), true);
+        queue.push(0, Frame::raw(b"defg".to_vec()), true);
+        assert_eq!(queue.queued(), 7);
+        let mut cursor = 0;
+        assert_eq!(drain(&mut queue, None, &mut cursor, 4), b"abcdefg");
         assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn a_closing_stream_stops_at_its_farewell() {
+        let mut log = Log::default();
+        log.append(b"e1;");
+        let mut queue = WriteQueue::default();
+        queue.push(log.head(), Frame::raw(b"<bye>".to_vec()), true);
+        log.append(b"late;");
+        let range = LogRange {
+            log: &log,
+            cursor: 0,
+            end: queue.last_at().unwrap(),
+        };
+        let mut out = Vec::new();
+        let n = queue.write_to(&mut out, true, Some(range), None).unwrap();
+        assert_eq!(&out[..n], b"e1;<bye>");
     }
 
     #[test]
     fn unchunked_connections_send_bodies_and_skip_empty_frames() {
         let mut queue = WriteQueue::default();
-        queue.push(Frame::chunk(b"data: y\n\n"), false);
-        assert_eq!(queue.push(Frame::last_chunk(), false), 9);
+        queue.push(0, Frame::chunk(b"data: y\n\n"), false);
+        assert_eq!(queue.push(0, Frame::last_chunk(), false), 9);
         let mut out = Vec::new();
-        queue.write_to(&mut out, false, None).unwrap();
+        queue.write_to(&mut out, false, None, None).unwrap();
         assert_eq!(out, b"data: y\n\n");
     }
 }

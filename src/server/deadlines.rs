@@ -78,7 +78,7 @@ impl Server {
         }
         if self.timers.tick_due(now.instant) && !self.timers.in_grace() {
             let tick = self.service.tick(now.wall);
-            self.deliver(&tick, now);
+            self.deliver_tick(&tick);
         }
         if self.timers.accept_resume_due(now.instant) {
             for index in 0..self.listeners.len() {

@@ -1,69 +1,138 @@
-//! Everything that goes out: fan-out of a published event to its
-//! subscribers' queues, the heartbeat, the one flush per dirty connection
-//! at the end of each turn, and closing.
+//! Everything that goes out: each view's new events to its readers, the
+//! connections' own frames (answers, ticks, heartbeats), the one flush per
+//! dirty connection at the end of each turn, and closing.
 //!
 //! ```text
-//!   deliver: Delivery ──▶ every subscriber of its topic: queue the shared
-//!                         frame, mark the connection dirty (once)
-//!   flush_dirty:          one writev per dirty connection, then ask the
-//!                         connection what next (conn.rs, `flushed`)
+//!   flush_views:  for each view with new events, for each reader:
+//!                 one write of log[cursor..head] (with its own frames, if
+//!                 any, in the same writev); evict one that is more than
+//!                 --max-queue behind; then trim the log to the slowest
+//!                 reader and what history keeps
+//!   flush_dirty:  each connection with frames of its own: one write
 //! ```
+//!
+//! Publishing does nothing per subscriber: it appends to a view and marks
+//! the view dirty. The work per subscriber is one system call per turn,
+//! whatever the number of events the turn published.
 
 use super::{Server, TRIM_AFTER};
+
+use std::rc::Rc;
 
 use log::debug;
 
 use crate::clock::Now;
 use crate::conn::{AfterFlush, CloseReason, FlushOutcome, Phase};
+use crate::frame::Frame;
+use crate::hub::ViewId;
 use crate::os;
-use crate::service::Delivery;
 use crate::timer::Kind;
+use crate::topics::TICK_TOPIC;
 
 impl Server {
-    /// Queues `delivery`'s frame on every subscriber of its topic; writing
-    /// waits for the end of the turn. A queue that passes `--max-queue` is
-    /// written at once instead: a burst of publishes read in one turn can
-    /// queue more than the limit before the end-of-turn flush, and a
-    /// subscriber that keeps up must not pay for that. Only one whose
-    /// socket will not take the excess, a subscriber that really is
-    /// behind, is evicted.
-    pub(super) fn deliver(&mut self, delivery: &Delivery, now: Now) {
-        let max_queue = self.config.max_queue;
+    /// Writes every view's new events to its readers.
+    pub(super) fn flush_views(&mut self, now: Now) {
+        for view in self.service.take_dirty_views() {
+            self.flush_view(view, now);
+        }
+    }
+
+    /// A burst of publishes read in one turn can append more than a reader
+    /// may fall behind: a view whose unwritten bytes pass half of
+    /// `--max-queue` is written at once, so that a subscriber that keeps up
+    /// never pays for the size of a turn. Called after each publish.
+    pub(super) fn flush_overgrown_views(&mut self, now: Now) {
+        let limit = (self.config.max_queue / 2) as u64;
+        let overgrown: Vec<ViewId> = self
+            .service
+            .dirty_views()
+            .iter()
+            .copied()
+            .filter(|&id| {
+                self.service
+                    .view(id)
+                    .is_some_and(|view| view.log.head() - view.flushed > limit)
+            })
+            .collect();
+        for view in overgrown {
+            self.flush_view(view, now);
+        }
+    }
+
+    /// One view: each reader gets the bytes from its cursor to the head in
+    /// one system call (its own queued frames, if any, in the same
+    /// `writev`). A reader more than `--max-queue` behind after that is
+    /// evicted; nobody else waits for it. Then the log lets go of what the
+    /// slowest remaining reader and history no longer need.
+    pub(super) fn flush_view(&mut self, view_id: ViewId, now: Now) {
+        let Some(view) = self.service.view(view_id) else {
+            return;
+        };
+        let head = view.log.head();
+        let max_queue = self.config.max_queue as u64;
         let tracing = self.config.trace;
-        let (mut delivered, mut written, mut released) = (0u64, 0u64, 0usize);
-        for key in self.service.subscribers_of(&delivery.topic) {
+        let (mut lowest, mut written, mut released) = (head, 0u64, 0usize);
+        for &key in &view.members {
             let Some(slot) = self.conns.get_mut(key) else {
                 continue;
             };
-            let Phase::Stream(subscription) = &mut slot.conn.phase else {
-                continue;
-            };
-            subscription.last_sent = now.instant;
-            delivered += 1;
-            if slot.conn.enqueue(delivery.frame.clone()) > max_queue {
-                let (outcome, n) = slot.conn.flush(tracing);
-                written += n as u64;
-                if let FlushOutcome::Done { released: freed } = outcome {
-                    released += freed;
-                }
-                if matches!(outcome, FlushOutcome::Error(_)) || slot.conn.queued() > max_queue {
-                    self.evictions.push(key);
+            let conn = &mut slot.conn;
+            let (outcome, n) = conn.flush(Some(&view.log), tracing);
+            written += n as u64;
+            if let (Phase::Stream(subscription), true) = (&mut conn.phase, n > 0) {
+                subscription.last_sent = now.instant;
+            }
+            match outcome {
+                FlushOutcome::Error(e) => {
+                    debug!("#{} write: {e}", conn.id);
+                    self.failures.push((key, CloseReason::WriteError));
                     continue;
                 }
+                FlushOutcome::Done { released: freed } => released += freed,
+                FlushOutcome::Blocked => {}
             }
-            if !slot.dirty {
-                slot.dirty = true;
-                self.dirty.push(key);
+            if conn.unsent(head) > max_queue {
+                self.failures.push((key, CloseReason::Evicted));
+                continue;
             }
+            lowest = lowest.min(conn.cursor());
+        }
+        if let Some(view) = self.service.view_mut(view_id) {
+            view.flushed = head;
+            released += view.trim(lowest);
         }
         self.released_since_trim += released;
-        let counters = self.service.counters();
-        counters.delivered += delivered;
-        counters.bytes_out += written;
-        counters.evicted += self.evictions.len() as u64;
-        for key in std::mem::take(&mut self.evictions) {
-            self.close(key, CloseReason::Evicted);
+        self.service.counters().bytes_out += written;
+        self.close_failures();
+    }
+
+    /// A tick, to every reader of a view that carries the `tick` topic, at
+    /// that view's head.
+    pub(super) fn deliver_tick(&mut self, frame: &Rc<Frame>) {
+        let views: Vec<ViewId> = self.service.views_of(TICK_TOPIC).collect();
+        let mut delivered = 0;
+        for view_id in views {
+            let Some(view) = self.service.view(view_id) else {
+                continue;
+            };
+            let head = view.log.head();
+            for &key in &view.members {
+                let Some(slot) = self.conns.get_mut(key) else {
+                    continue;
+                };
+                // A stream that is closing has had its last word.
+                if !matches!(slot.conn.phase, Phase::Stream(_)) {
+                    continue;
+                }
+                slot.conn.enqueue_at(head, frame.clone());
+                delivered += 1;
+                if !slot.dirty {
+                    slot.dirty = true;
+                    self.dirty.push(key);
+                }
+            }
         }
+        self.service.counters().delivered += delivered;
     }
 
     /// A stream silent for a heartbeat period gets `: ping`; the next check
@@ -76,6 +145,11 @@ impl Server {
             return;
         };
         let id = slot.conn.id;
+        let head = slot
+            .conn
+            .view()
+            .and_then(|(view, _)| self.service.view(view))
+            .map_or(0, |view| view.log.head());
         let Phase::Stream(subscription) = &mut slot.conn.phase else {
             return;
         };
@@ -84,7 +158,7 @@ impl Server {
         if silent {
             subscription.last_sent = now.instant;
             next = now.instant + period;
-            slot.conn.enqueue(self.service.ping().clone());
+            slot.conn.enqueue_at(head, self.service.ping().clone());
         }
         self.timers.push(next, Kind::Heartbeat, key, id);
         if silent {
@@ -101,8 +175,11 @@ impl Server {
         }
     }
 
-    /// One flush per dirty connection: the end of every turn.
+    /// The end of every turn: the views' new events, then every connection
+    /// with something of its own to send, one flush each.
     pub(super) fn flush_dirty(&mut self, now: Now) {
+        self.flush_views(now);
+        let max_queue = self.config.max_queue as u64;
         let mut dirty = std::mem::take(&mut self.dirty);
         for key in dirty.drain(..) {
             let Some(slot) = self.conns.get_mut(key) else {
@@ -110,12 +187,18 @@ impl Server {
             };
             slot.dirty = false;
             let conn = &mut slot.conn;
-            let (outcome, written) = conn.flush(self.config.trace);
+            let view = conn.view().and_then(|(view, _)| self.service.view(view));
+            let (outcome, written) = conn.flush(view.map(|view| &view.log), self.config.trace);
+            let head = view.map_or(0, |view| view.log.head());
             self.service.counters().bytes_out += written as u64;
             match outcome {
                 FlushOutcome::Error(e) => {
                     debug!("#{} write: {e}", conn.id);
                     self.close(key, CloseReason::WriteError);
+                }
+                FlushOutcome::Blocked if conn.unsent(head) > max_queue => {
+                    self.service.counters().evicted += 1;
+                    self.close(key, CloseReason::Evicted);
                 }
                 FlushOutcome::Blocked => {
                     if matches!(conn.phase, Phase::Closing { .. }) {
@@ -140,21 +223,36 @@ impl Server {
         if self.dirty.is_empty() {
             self.dirty = dirty;
         }
-        // After a burst drained many queues, give the memory back rather
-        // than sit at the burst's peak (a few ms, and only after bursts).
+        // After a burst, give the memory back rather than sit at the
+        // burst's peak (a few ms, and only after bursts).
         if self.released_since_trim >= TRIM_AFTER {
             self.released_since_trim = 0;
             os::release_free_memory();
         }
     }
 
-    /// Frees the slot at once: unsubscribes, deregisters, closes the socket.
+    /// Closes the connections a flush found failing or too far behind.
+    fn close_failures(&mut self) {
+        for (key, reason) in std::mem::take(&mut self.failures) {
+            if reason == CloseReason::Evicted {
+                self.service.counters().evicted += 1;
+            }
+            self.close(key, reason);
+        }
+    }
+
+    /// Frees the slot at once: leaves its view, deregisters, closes the
+    /// socket.
     pub(super) fn close(&mut self, key: usize, reason: CloseReason) {
         let Some(mut slot) = self.conns.try_remove(key) else {
             return;
         };
-        if let Phase::Stream(subscription) = &slot.conn.phase {
-            self.service.unsubscribe(key, &subscription.topics);
+        if let Some((view, member)) = slot.conn.view() {
+            if let Some(moved) = self.service.leave(view, member) {
+                if let Some(other) = self.conns.get_mut(moved.key) {
+                    other.conn.moved_to(moved.member);
+                }
+            }
         }
         let _ = self.poll.registry().deregister(&mut slot.conn.stream);
         self.service.counters().connections = self.conns.len();

@@ -145,13 +145,9 @@ impl Server {
         };
         match self.service.handle(request, caller, now) {
             Answer::Respond { bytes, keep_alive } => self.send(key, bytes, keep_alive),
-            Answer::Publish {
-                bytes,
-                keep_alive,
-                delivery,
-            } => {
-                self.deliver(&delivery, now);
+            Answer::Publish { bytes, keep_alive } => {
                 self.send(key, bytes, keep_alive);
+                self.flush_overgrown_views(now);
             }
             Answer::Stream(stream) => self.open_stream(key, stream, now),
         }
@@ -177,15 +173,16 @@ impl Server {
         self.mark_dirty(key);
     }
 
-    /// The connection becomes a stream: its first frames are queued, it
-    /// joins the hub, and its heartbeat timer starts.
+    /// The connection becomes a stream: it joins its view, its first
+    /// frames are queued ahead of its place in the log, and its heartbeat
+    /// timer starts.
     pub(super) fn open_stream(&mut self, key: usize, stream: OpenStream, now: Now) {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
         let conn = &mut slot.conn;
-        self.service.subscribe(key, &stream.topics);
-        conn.start_stream(stream.topics, stream.chunked, now.instant);
+        let member = self.service.join(stream.view, key);
+        conn.start_stream(stream.view, member, stream.cursor, stream.chunked, now.instant);
         for frame in stream.frames {
             conn.enqueue(frame);
         }
@@ -202,8 +199,8 @@ impl Server {
             let Some(lines) = &self.stdin else { return };
             match lines.try_recv() {
                 Ok(line) => {
-                    if let Some(delivery) = self.service.publish_line(&line) {
-                        self.deliver(&delivery, now);
+                    if self.service.publish_line(&line).is_some() {
+                        self.flush_overgrown_views(now);
                     }
                 }
                 Err(TryRecvError::Empty) => return,
