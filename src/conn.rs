@@ -240,6 +240,9 @@ pub struct Conn {
     queue: WriteQueue,
     /// A stream: the first byte of its view's log not yet sent.
     cursor: Offset,
+    /// A stream: the view's head when it joined. What lies before is its
+    /// replay, which does not count against `--max-queue`.
+    joined: Offset,
     /// A stream: the view it reads ([`NO_VIEW`] otherwise), and its place
     /// in the view's member list.
     view: u32,
@@ -264,6 +267,7 @@ impl Conn {
             })),
             queue: WriteQueue::default(),
             cursor: 0,
+            joined: 0,
             view: NO_VIEW,
             member: 0,
             readiness: Readiness::fresh(),
@@ -297,10 +301,12 @@ impl Conn {
         self.cursor
     }
 
-    /// Bytes still to send, frames and log, given the log's `head`.
+    /// Bytes still to send that count against `--max-queue`, given the
+    /// log's `head`: its own frames, and the log bytes published since it
+    /// joined (a replay is history, held anyway, and does not count).
     pub fn unsent(&self, head: Offset) -> u64 {
         let end = self.log_end(head);
-        self.queue.queued() as u64 + end.saturating_sub(self.cursor)
+        self.queue.queued() as u64 + end.saturating_sub(self.cursor.max(self.joined))
     }
 
     /// Where sending from the log stops: the head, or for a closing stream
@@ -357,14 +363,24 @@ impl Conn {
     }
 
     /// Request → Stream: the connection becomes an event stream that
-    /// reads `view` from `cursor`, as its `member`-th reader. Anything
-    /// pipelined after `GET /events` is dropped with the reader.
-    pub fn start_stream(&mut self, view: ViewId, member: u32, cursor: Offset, chunked: bool, now: Instant) {
+    /// reads `view` from `cursor` (its replay runs to `joined`, the view's
+    /// head now), as its `member`-th reader. Anything pipelined after
+    /// `GET /events` is dropped with the reader.
+    pub fn start_stream(
+        &mut self,
+        view: ViewId,
+        member: u32,
+        cursor: Offset,
+        joined: Offset,
+        chunked: bool,
+        now: Instant,
+    ) {
         self.chunked = chunked;
         // The hub has far fewer than 4 billion views.
         self.view = u32::try_from(view).unwrap_or(NO_VIEW);
         self.member = member;
         self.cursor = cursor;
+        self.joined = joined;
         self.phase = Phase::Stream(Subscription { last_sent: now });
     }
 
@@ -480,7 +496,7 @@ mod tests {
         let mut log = Log::default();
         log.append(b"old;");
         let cursor = log.append(b"e1;");
-        conn.start_stream(3, 0, cursor, true, Instant::now());
+        conn.start_stream(3, 0, cursor, cursor, true, Instant::now());
         assert_eq!(conn.view(), Some((3, 0)));
         conn.enqueue(Frame::raw(b"<head>".to_vec()));
         log.append(b"e2;");
@@ -504,6 +520,17 @@ mod tests {
         assert_eq!(&got, b"<bye>");
     }
 
+    /// Every idle subscriber is one of these in the slab: its size is most
+    /// of what ssed itself spends per subscriber (see BENCHMARKS.md). 96
+    /// bytes in a release build, where mio's socket is a bare 4-byte fd
+    /// (debug builds add a field to it for their own checks).
+    #[test]
+    fn a_connection_stays_small() {
+        use std::mem::size_of;
+        let budget = (96 - 4 + size_of::<TcpStream>()).next_multiple_of(8);
+        assert!(size_of::<Conn>() <= budget, "{} bytes", size_of::<Conn>());
+    }
+
     #[test]
     fn phase_transitions() {
         let (mut conn, _client) = pair();
@@ -517,7 +544,7 @@ mod tests {
         assert_eq!(conn.flushed(false), AfterFlush::Close);
 
         let (mut conn, _client) = pair();
-        conn.start_stream(0, 0, 0, true, Instant::now());
+        conn.start_stream(0, 0, 0, 0, true, Instant::now());
         conn.begin_closing();
         conn.begin_closing();
         assert!(

@@ -69,6 +69,8 @@ pub struct Opening {
     pub view: ViewId,
     /// Where in the view's log it starts: the head, or set back for replay.
     pub cursor: Offset,
+    /// The view's head now: where its replay ends.
+    pub joined: Offset,
     /// `event: gap`, when the hub cannot vouch for every missed event.
     pub gap: Option<Rc<Frame>>,
 }
@@ -165,6 +167,7 @@ impl Hub {
             return Opening {
                 view: view_id,
                 cursor: 0,
+                joined: 0,
                 gap: None,
             };
         };
@@ -173,6 +176,7 @@ impl Hub {
             return Opening {
                 view: view_id,
                 cursor: view.log.head(),
+                joined: view.log.head(),
                 gap: None,
             };
         };
@@ -180,10 +184,13 @@ impl Hub {
         let vouched = parsed.filter(|&n| n >= self.first_id && n < self.next_id && n + 1 >= oldest);
         let gap = vouched.is_none().then(|| self.gap(last_event_id));
         // Without a vouched id, every retained event of its topics.
-        let cursor = self.views[view_id].position_after(vouched.unwrap_or(0));
+        let (cursor, joined) = self.views.get(view_id).map_or((0, 0), |view| {
+            (view.position_after(vouched.unwrap_or(0)), view.log.head())
+        });
         Opening {
             view: view_id,
             cursor,
+            joined,
             gap,
         }
     }

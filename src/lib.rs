@@ -59,17 +59,20 @@
 //!                                          ─ http/chunked.rs ChunkedDecoder::decode
 //!                      answer ─▶ service.rs Service::handle ─ routes.rs route
 //!                                  GET /events:   open_stream ─ stream_head,
-//!                                                 sse::greeting, Hub::replay
+//!                                                 sse::greeting, Hub::open
+//!                                                 (view, cursor set back, gap)
 //!                                  POST /publish: publish_request ─ params::publish,
 //!                                                 auth::bearer_matches ─ Service::publish
 //!                                                 ─ Hub::publish ─ sse::encode_event
-//!                                                 ─ Frame::chunk
+//!                                                 ─ Frame::chunk ─ View::append (log.rs)
 //!                             ◀─ Answer (Respond | Publish | Stream)
-//!                      send / open_stream (Conn::start_stream, Service::subscribe)
-//! server/output.rs     deliver: Service::subscribers_of ─ Conn::enqueue (WriteQueue::push)
-//!                      flush_dirty: Conn::flush ─ WriteQueue::write_to (one writev)
-//!                                   ─ Conn::flushed
-//!                      close: Service::unsubscribe, deregister, free the slot
+//!                      send / open_stream (Service::join, Conn::start_stream)
+//! server/output.rs     flush_dirty ─ flush_views ─ flush_view: for each reader,
+//!                        Conn::flush ─ WriteQueue::write_to (log[cursor..head] and
+//!                        its own frames, one write) ─ View::trim
+//!                      then each connection with frames of its own: Conn::flush
+//!                        ─ Conn::flushed
+//!                      close: Service::leave, deregister, free the slot
 //! server/deadlines.rs  fire_timers: 408, linger, heartbeat, tick
 //! ```
 

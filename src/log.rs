@@ -265,7 +265,12 @@ mod tests {
         log.append(&vec![7; 8 * MIN_TRIM]);
         let keep = log.head() - 3 * MIN_TRIM as Offset;
         log.trim(keep);
-        assert!(log.bytes.capacity() <= 2 * log.len(), "{} for {}", log.bytes.capacity(), log.len());
+        assert!(
+            log.bytes.capacity() <= 2 * log.len(),
+            "{} for {}",
+            log.bytes.capacity(),
+            log.len()
+        );
     }
 
     #[test]

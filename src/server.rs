@@ -16,11 +16,12 @@
 //!    ├─ waker ───────────▶ lines from --stdin, or a Handle's shutdown
 //!    └─ connection ready ─▶ note readiness; read; RequestReader::read;
 //!                           Service::handle; apply the answer: queue a
-//!                           response, open a stream, or fan a published
-//!                           event out (one shared frame on every
-//!                           subscriber's queue, each marked dirty)
+//!                           response, or open a stream (a published event
+//!                           was appended to the views of its topic, and
+//!                           those views marked dirty)
 //!  fire due timers (408s, lingers, heartbeats, the ticker)
-//!  flush every dirty connection: one writev each, whatever was queued
+//!  flush: every dirty view's readers get log[cursor..head] in one write
+//!         each; every connection with frames of its own, one write
 //! ```
 //!
 //! The work is spread over three more files, each an `impl Server` block:
@@ -29,8 +30,9 @@
 //! (timers firing).
 //!
 //! Writes happen once per connection per turn, at the end: a burst of
-//! pipelined publishes that arrives in one read becomes one `writev` per
-//! subscriber carrying all of them, instead of one `write` per event.
+//! pipelined publishes that arrives in one read becomes one contiguous
+//! `write` per subscriber carrying all of them, the same bytes for every
+//! subscriber of a view, instead of one `write` per event.
 //!
 //! # Tokens
 //!

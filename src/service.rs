@@ -81,6 +81,8 @@ pub struct OpenStream {
     pub view: ViewId,
     /// Where it starts reading: the head, or set back for replay.
     pub cursor: Offset,
+    /// The view's head now: where its replay ends and live events begin.
+    pub joined: Offset,
     /// HTTP/1.1: framed in chunks. HTTP/1.0: delimited by the close.
     pub chunked: bool,
 }
@@ -307,6 +309,7 @@ impl Service {
             frames,
             view: opening.view,
             cursor: opening.cursor,
+            joined: opening.joined,
             chunked,
         })
     }

@@ -189,6 +189,32 @@ fn a_replay_between_ticks_carries_only_published_events() {
     );
 }
 
+/// A replay is history the server holds anyway: however much larger than
+/// `--max-queue` it is, the reconnecting subscriber is not evicted for it
+/// (it would come back with the same id, and be evicted again, forever).
+#[test]
+fn a_replay_larger_than_max_queue_is_not_an_eviction() {
+    let mut config = test_config();
+    config.max_queue = 64 * 1024;
+    config.history = 400;
+    let server = TestServer::start_with(config, 100);
+    // 24 MB: more than the kernel's socket buffers take in one go.
+    let data = "r".repeat(60_000);
+    let first = server.publish("t", "first");
+    for _ in 0..400 {
+        server.publish("t", &data);
+    }
+    let mut back = Subscriber::open(server.addr, "/events", &format!("Last-Event-ID: {first}\r\n"));
+    back.connected();
+    for n in 0..400 {
+        assert_eq!(back.next_event().data.len(), 60_000, "replayed event {n}");
+    }
+    server.publish("t", "live");
+    let live = back.next_event().data;
+    assert!(live == "live", "{} bytes instead of the live event", live.len());
+    assert_eq!(server.stat("evicted"), 0);
+}
+
 #[test]
 fn heartbeat_comments_reach_silent_streams() {
     let mut config = test_config();

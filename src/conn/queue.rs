@@ -47,17 +47,22 @@ pub struct LogRange<'a> {
 
 /// Frames to send, each at a log position, and how far the front one has
 /// gone.
+///
+/// The two counts are `u32`: a frame is at most `--max-body` (64 MiB) and a
+/// little framing, and a stream is evicted long before its own frames pass
+/// `--max-queue` (at most 1 GiB); a connection reading requests stops being
+/// read at 256 KiB of unread answers. Saturating keeps a bug from wrapping.
 #[derive(Debug, Default)]
 pub struct WriteQueue {
     frames: VecDeque<(Offset, Rc<Frame>)>,
-    front_sent: usize,
-    queued: usize,
+    front_sent: u32,
+    queued: u32,
 }
 
 impl WriteQueue {
     /// Bytes of frames queued and not yet written (log bytes not counted).
     pub fn queued(&self) -> usize {
-        self.queued
+        self.queued as usize
     }
 
     /// No frame to send.
@@ -78,10 +83,10 @@ impl WriteQueue {
         let len = frame.wire(chunked).len();
         if len > 0 {
             let at = self.last_at().map_or(at, |last| at.max(last));
-            self.queued += len;
+            self.queued = self.queued.saturating_add(u32::try_from(len).unwrap_or(u32::MAX));
             self.frames.push_back((at, frame));
         }
-        self.queued
+        self.queued as usize
     }
 
     /// Whether anything is left to send, frames or log bytes.
@@ -126,7 +131,7 @@ impl WriteQueue {
                     pos = upto;
                 }
             }
-            let skip = if index == 0 { self.front_sent } else { 0 };
+            let skip = if index == 0 { self.front_sent as usize } else { 0 };
             if !room || !push(&frame.wire(chunked)[skip..]) {
                 room = false;
                 break;
@@ -158,16 +163,17 @@ impl WriteQueue {
         while n > 0 {
             match self.frames.front() {
                 Some((at, frame)) if *at <= *cursor => {
-                    let left = frame.wire(chunked).len() - self.front_sent;
-                    if n >= left {
-                        n -= left;
-                        self.queued -= left;
+                    let left = frame.wire(chunked).len() - self.front_sent as usize;
+                    let take = n.min(left);
+                    // `take` is at most what is left of one frame: a u32.
+                    let take32 = take as u32;
+                    n -= take;
+                    self.queued = self.queued.saturating_sub(take32);
+                    if take == left {
                         self.frames.pop_front();
                         self.front_sent = 0;
                     } else {
-                        self.front_sent += n;
-                        self.queued -= n;
-                        n = 0;
+                        self.front_sent += take32;
                     }
                 }
                 Some((at, _)) => {

@@ -182,7 +182,14 @@ impl Server {
         };
         let conn = &mut slot.conn;
         let member = self.service.join(stream.view, key);
-        conn.start_stream(stream.view, member, stream.cursor, stream.chunked, now.instant);
+        conn.start_stream(
+            stream.view,
+            member,
+            stream.cursor,
+            stream.joined,
+            stream.chunked,
+            now.instant,
+        );
         for frame in stream.frames {
             conn.enqueue(frame);
         }
