@@ -14,7 +14,13 @@
 //!               [every topic, HTTP/1.0]     (while someone reads it)
 //!               [news]                      (while someone reads it)
 //!               [news, sport]               (while someone reads it)
+//!               [news/*]                    (while someone reads it)
 //! ```
+//!
+//! Finding the views costs nothing that grows with the number of names or
+//! patterns held: views of names are found by the topic, views of patterns
+//! by each prefix of the topic up to a `/` (`a/b/c` looks up `a/*` and
+//! `a/b/*`), and views of every topic are few.
 //!
 //! The view of every topic, chunked, always exists, subscribers or not:
 //! its log's tail *is* the history ring, and a view created later is filled
@@ -51,7 +57,7 @@ use slab::Slab;
 use crate::frame::{self, Frame};
 use crate::log::{Offset, View};
 use crate::sse::{self, EncodeError};
-use crate::topics::Topics;
+use crate::topics::{self, Topics};
 
 /// A subscriber, named by its connection's slab key.
 pub type Key = usize;
@@ -96,6 +102,11 @@ pub struct Hub {
     everything: Vec<ViewId>,
     /// Views of named topics, under each topic they carry.
     by_topic: HashMap<Rc<str>, Vec<ViewId>>,
+    /// Views of patterns, under each pattern's prefix (`news/` for
+    /// `news/*`).
+    by_prefix: HashMap<Rc<str>, Vec<ViewId>>,
+    /// How many streams hold each name or pattern (`*` for every topic).
+    presence: HashMap<Rc<str>, usize>,
     /// Views with events their members have not been written yet.
     dirty: Vec<ViewId>,
     subscribers: usize,
@@ -112,6 +123,8 @@ impl Hub {
             by_filter: HashMap::new(),
             everything: Vec::new(),
             by_topic: HashMap::new(),
+            by_prefix: HashMap::new(),
+            presence: HashMap::new(),
             dirty: Vec::new(),
             subscribers: 0,
         };
@@ -137,10 +150,16 @@ impl Hub {
         let oldest = self.next_id.saturating_sub(self.history_limit as u64);
         let mut audience = 0;
         let named = self.by_topic.get(&topic).into_iter().flatten();
-        for &view_id in self.everything.iter().chain(named) {
+        let by_prefix = &self.by_prefix;
+        let patterns =
+            topics::prefixes(&topic).flat_map(|prefix| by_prefix.get(prefix).into_iter().flatten());
+        for &view_id in self.everything.iter().chain(named).chain(patterns) {
             let Some(view) = self.views.get_mut(view_id) else {
                 continue;
             };
+            if view.last_id == Some(id) {
+                continue;
+            }
             view.append(id, &topic, frame.wire(view.chunked));
             view.forget_before(oldest);
             audience += view.members.len();
@@ -182,7 +201,10 @@ impl Hub {
         };
         let parsed = last_event_id.trim().parse::<u64>().ok();
         let vouched = parsed.filter(|&n| n >= self.first_id && n < self.next_id && n + 1 >= oldest);
-        let gap = vouched.is_none().then(|| self.gap(last_event_id));
+        // The oldest event *this stream* could be sent: never the id of an
+        // event outside its topics.
+        let oldest_in_view = view.index.front().map(|entry| entry.id);
+        let gap = vouched.is_none().then(|| gap(last_event_id, oldest_in_view));
         // Without a vouched id, every retained event of its topics.
         let (cursor, joined) = self.views.get(view_id).map_or((0, 0), |view| {
             (view.position_after(vouched.unwrap_or(0)), view.log.head())
@@ -203,6 +225,9 @@ impl Hub {
         };
         view.members.push(key);
         self.subscribers += 1;
+        for item in view.topics.items() {
+            *self.presence.entry(Rc::from(item)).or_default() += 1;
+        }
         // A slab of connections holds far fewer than 4 billion.
         u32::try_from(view.members.len() - 1).unwrap_or(u32::MAX)
     }
@@ -218,6 +243,14 @@ impl Hub {
         }
         view.members.swap_remove(member);
         self.subscribers = self.subscribers.saturating_sub(1);
+        for item in view.topics.items() {
+            if let Some(count) = self.presence.get_mut(item) {
+                *count -= 1;
+                if *count == 0 {
+                    self.presence.remove(item);
+                }
+            }
+        }
         let moved = view.members.get(member).map(|&key| Moved {
             key,
             member: member as u32,
@@ -255,10 +288,31 @@ impl Hub {
         &self.dirty
     }
 
-    /// Every view that carries `topic`.
-    pub fn views_of<'a>(&'a self, topic: &str) -> impl Iterator<Item = ViewId> + 'a {
+    /// Every view that carries `topic`, once each.
+    pub fn views_of(&self, topic: &str) -> Vec<ViewId> {
         let named = self.by_topic.get(topic).into_iter().flatten();
-        self.everything.iter().chain(named).copied()
+        let patterns =
+            topics::prefixes(topic).flat_map(|prefix| self.by_prefix.get(prefix).into_iter().flatten());
+        let mut views: Vec<ViewId> = self
+            .everything
+            .iter()
+            .chain(named)
+            .chain(patterns)
+            .copied()
+            .collect();
+        views.sort_unstable();
+        views.dedup();
+        views
+    }
+
+    /// How many streams hold each name or pattern (`*`: every topic),
+    /// largest first, at most `limit` of them.
+    pub fn presence(&self, limit: usize) -> Vec<(Rc<str>, usize)> {
+        let mut held: Vec<(Rc<str>, usize)> =
+            self.presence.iter().map(|(item, &n)| (item.clone(), n)).collect();
+        held.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        held.truncate(limit);
+        held
     }
 
     /// Open streams.
@@ -285,21 +339,6 @@ impl Hub {
             .map_or(self.next_id, |entry| entry.id)
     }
 
-    /// `event: gap` for a client that last saw `last_event_id`.
-    fn gap(&self, last_event_id: &str) -> Rc<Frame> {
-        let oldest = match self.oldest_retained() {
-            id if id < self.next_id => id.to_string(),
-            _ => "null".to_string(),
-        };
-        let data = format!(
-            "{{\"last_event_id\":{},\"oldest\":{oldest}}}",
-            json_string(last_event_id)
-        );
-        // Neither the name nor the id is a peer's: this cannot fail.
-        let encoded = sse::encode_event(None, Some("gap"), &data).unwrap_or_default();
-        Frame::chunk(&encoded)
-    }
-
     /// A view of `topics`, filled with the events history keeps.
     fn create_view(&mut self, topics: &Topics, chunked: bool) -> ViewId {
         let mut view = View::new(topics.clone(), chunked);
@@ -321,9 +360,13 @@ impl Hub {
         self.by_filter.insert((topics.clone(), chunked), id);
         match topics {
             Topics::All => self.everything.push(id),
-            Topics::Only(names) => {
-                for name in names.iter() {
-                    self.by_topic.entry(name.clone()).or_default().push(id);
+            Topics::Only(items) => {
+                for item in items.iter() {
+                    let index = match topics::pattern_prefix(item) {
+                        Some(prefix) => self.by_prefix.entry(Rc::from(prefix)),
+                        None => self.by_topic.entry(item.clone()),
+                    };
+                    index.or_default().push(id);
                 }
             }
         }
@@ -337,18 +380,40 @@ impl Hub {
         self.by_filter.remove(&(view.topics.clone(), view.chunked));
         match &view.topics {
             Topics::All => self.everything.retain(|&other| other != id),
-            Topics::Only(names) => {
-                for name in names.iter() {
-                    if let Some(ids) = self.by_topic.get_mut(name) {
+            Topics::Only(items) => {
+                for item in items.iter() {
+                    let (index, key) = match topics::pattern_prefix(item) {
+                        Some(prefix) => (&mut self.by_prefix, prefix),
+                        None => (&mut self.by_topic, &**item),
+                    };
+                    if let Some(ids) = index.get_mut(key) {
                         ids.retain(|&other| other != id);
                         if ids.is_empty() {
-                            self.by_topic.remove(name);
+                            index.remove(key);
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// `event: gap` for a client that last saw `last_event_id`, when the
+/// oldest event it could still be sent is `oldest`.
+///
+/// ```text
+/// event: gap
+/// data: {"last_event_id":"<what the client sent>","oldest":<id or null>}
+/// ```
+fn gap(last_event_id: &str, oldest: Option<u64>) -> Rc<Frame> {
+    let oldest = oldest.map_or_else(|| "null".to_string(), |id| id.to_string());
+    let data = format!(
+        "{{\"last_event_id\":{},\"oldest\":{oldest}}}",
+        json_string(last_event_id)
+    );
+    // Neither the name nor the id is a peer's: this cannot fail.
+    let encoded = sse::encode_event(None, Some("gap"), &data).unwrap_or_default();
+    Frame::chunk(&encoded)
 }
 
 /// A JSON string literal (RFC 8259 §7) for text that came from a peer.
@@ -527,7 +592,7 @@ mod tests {
         assert_eq!(hub.leave(all, 0), None);
         assert!(hub.view(HISTORY).is_some(), "the history stays");
         assert_eq!(hub.subscriber_count(), 1);
-        assert_eq!(hub.views_of("a").collect::<Vec<_>>(), [HISTORY, plain]);
+        assert_eq!(hub.views_of("a"), [HISTORY, plain]);
     }
 
     #[test]
@@ -540,5 +605,71 @@ mod tests {
         let history = hub.view(HISTORY).unwrap();
         assert_eq!(history.index.len(), 4);
         assert!(history.log.len() < 64 * 1024, "{} bytes held", history.log.len());
+    }
+
+    #[test]
+    fn pattern_views_get_their_prefixes_once_each() {
+        let mut hub = Hub::new(START, 16);
+        let news = hub.open(&topics(&["news/*"]), true, None).view;
+        let both = hub.open(&topics(&["news/*,news/a/*"]), true, None).view;
+        hub.join(news, 1);
+        hub.join(both, 2);
+        for topic in ["news/a", "news/a/b", "newsletter", "news", "sport/news/x"] {
+            hub.publish(topic, None, topic).unwrap();
+        }
+        let ids = |view| {
+            let opening = Opening {
+                view,
+                cursor: 0,
+                joined: 0,
+                gap: None,
+            };
+            replayed(&hub, &opening)
+        };
+        assert_eq!(ids(news), [START, START + 1]);
+        assert_eq!(ids(both), [START, START + 1], "news/a/b appended once");
+        // Replay with a pattern: a new reader of news/* set back to START.
+        let opening = hub.open(&topics(&["news/*"]), true, Some(&START.to_string()));
+        assert_eq!(replayed(&hub, &opening), [START + 1]);
+        assert_eq!(hub.views_of("news/a/b"), [HISTORY, news, both]);
+    }
+
+    #[test]
+    fn a_gap_names_only_events_of_the_streams_topics() {
+        let mut hub = hub_with(3, &["secret", "mine", "secret", "mine"]);
+        // Global history keeps START+1.. (START+1 is "mine").
+        let opening = hub.open(&topics(&["secret"]), true, Some("7"));
+        let gap = gap_text(&opening).unwrap();
+        assert!(gap.contains(&format!("\"oldest\":{}", START + 2)), "{gap}");
+        let opening = hub.open(&topics(&["nothing"]), true, Some("7"));
+        assert!(gap_text(&opening).unwrap().contains("\"oldest\":null"));
+    }
+
+    #[test]
+    fn presence_counts_streams_per_name_and_pattern() {
+        let mut hub = Hub::new(START, 0);
+        let all = hub.open(&Topics::All, true, None).view;
+        let news = hub.open(&topics(&["news,news/*"]), true, None).view;
+        hub.join(all, 1);
+        hub.join(all, 2);
+        hub.join(news, 3);
+        let counts = |hub: &Hub| -> Vec<(String, usize)> {
+            hub.presence(1000)
+                .into_iter()
+                .map(|(item, n)| (item.to_string(), n))
+                .collect()
+        };
+        assert_eq!(
+            counts(&hub),
+            [
+                ("*".to_string(), 2),
+                ("news".to_string(), 1),
+                ("news/*".to_string(), 1)
+            ]
+        );
+        assert_eq!(hub.presence(1).len(), 1);
+        hub.leave(news, 0);
+        hub.leave(all, 0);
+        assert_eq!(counts(&hub), [("*".to_string(), 1)]);
     }
 }

@@ -159,6 +159,9 @@ pub struct View {
     pub flushed: Offset,
     /// On the hub's list of views with unwritten events.
     pub dirty: bool,
+    /// The id of the last event appended: a view found twice for one event
+    /// (`news/*` and `news/a/*` both cover `news/a/b`) takes it once.
+    pub last_id: Option<u64>,
 }
 
 impl View {
@@ -172,11 +175,13 @@ impl View {
             members: Vec::new(),
             flushed: 0,
             dirty: false,
+            last_id: None,
         }
     }
 
     /// Appends one event's bytes.
     pub fn append(&mut self, id: u64, topic: &Rc<str>, bytes: &[u8]) {
+        self.last_id = Some(id);
         let at = self.log.append(bytes);
         self.index.push_back(Entry {
             id,

@@ -10,6 +10,7 @@
 //! | `/stats`     | GET, HEAD             | JSON counters           |
 //! | `/metrics`   | GET, HEAD             | Prometheus text         |
 //! | `/healthz`   | GET, HEAD             | `200 ok`                |
+//! | `/topics`    | GET, HEAD             | streams per topic       |
 //! | any of them, or `*` | OPTIONS        | CORS preflight          |
 //!
 //! `HEAD` goes wherever `GET` does; the response writer drops the body.
@@ -33,6 +34,8 @@ pub enum Route {
     Metrics,
     /// `/healthz`.
     Health,
+    /// `/topics`: how many streams hold each name or pattern.
+    Topics,
     /// `OPTIONS`: the CORS preflight.
     Preflight,
 }
@@ -51,6 +54,7 @@ pub fn route(method: Method, path: &str) -> Result<Route, Rejection> {
         "/stats" => (Route::Stats, READ_ONLY),
         "/metrics" => (Route::Metrics, READ_ONLY),
         "/healthz" => (Route::Health, READ_ONLY),
+        "/topics" => (Route::Topics, READ_ONLY),
         "*" if method == Method::Options => return Ok(Route::Preflight),
         _ => return Err(Rejection::NotFound),
     };
@@ -80,6 +84,7 @@ mod tests {
             (Get, "/stats", Ok(Route::Stats)),
             (Get, "/metrics", Ok(Route::Metrics)),
             (Get, "/healthz", Ok(Route::Health)),
+            (Get, "/topics", Ok(Route::Topics)),
             (Options, "/publish", Ok(Route::Preflight)),
             (Options, "*", Ok(Route::Preflight)),
             (Get, "*", Err(404)),

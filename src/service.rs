@@ -26,18 +26,22 @@ use std::time::SystemTime;
 
 use log::debug;
 
+use crate::auth;
 use crate::clock::{self, HttpDate, Now};
 use crate::config::Config;
 use crate::frame::Frame;
 use crate::http::response::stream_head;
 use crate::http::{Framing, Method, Rejection, Request, Response};
-use crate::hub::{Hub, Key, Moved, ViewId};
+use crate::hub::{self, Hub, Key, Moved, ViewId};
 use crate::log::{Offset, View};
 use crate::params;
 use crate::rng::Rng;
 use crate::routes::{self, Route};
 use crate::sse::{self, EncodeError};
 use crate::stats::{Counters, Snapshot};
+
+/// Most names and patterns `/topics` lists.
+const MAX_TOPICS_LISTED: usize = 1000;
 
 /// The demo page: an `EventSource` client with a publish form.
 pub const PAGE: &str = include_str!("page.html");
@@ -133,6 +137,10 @@ impl Service {
                 self.snapshot(now).prometheus().into_bytes(),
             )),
             Route::Preflight => preflight(),
+            Route::Topics => match self.check_publisher(request) {
+                Ok(()) => no_store(Response::json(self.topics_json())),
+                Err(rejection) => return self.refuse(rejection, Some(request), now),
+            },
             Route::Events => return self.open_stream(request, caller, now),
             Route::Publish | Route::Broadcast => return self.publish_request(request, route, now),
         };
@@ -257,8 +265,8 @@ impl Service {
         self.hub.dirty()
     }
 
-    /// The views that carry `topic`.
-    pub fn views_of<'a>(&'a self, topic: &str) -> impl Iterator<Item = ViewId> + 'a {
+    /// The views that carry `topic`, once each.
+    pub fn views_of(&self, topic: &str) -> Vec<ViewId> {
         self.hub.views_of(topic)
     }
 
@@ -276,6 +284,34 @@ impl Service {
             uptime_s: now.instant.duration_since(self.counters.started).as_secs(),
             counters: self.counters,
         }
+    }
+
+    /// `/topics` is for whoever may publish, when publishing needs a
+    /// credential: who listens to what is the publisher's business.
+    fn check_publisher(&self, request: &Request) -> Result<(), Rejection> {
+        match self.config.publish_token.as_deref() {
+            Some(token) if !auth::bearer_matches(request.authorization.as_deref(), token) => {
+                Err(Rejection::Unauthorized)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `{"topics":[{"topic":"news","subscribers":3},...]}`: at most 1000
+    /// names and patterns, the most held first.
+    fn topics_json(&self) -> String {
+        let mut json = String::from("{\"topics\":[");
+        for (index, (item, count)) in self.hub.presence(MAX_TOPICS_LISTED).iter().enumerate() {
+            if index > 0 {
+                json.push(',');
+            }
+            json.push_str(&format!(
+                "{{\"topic\":{},\"subscribers\":{count}}}",
+                hub::json_string(item)
+            ));
+        }
+        json.push_str("]}\n");
+        json
     }
 
     /// `GET /events`: the stream head, `retry:` and `connected`, then any

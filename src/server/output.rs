@@ -109,7 +109,7 @@ impl Server {
     /// A tick, to every reader of a view that carries the `tick` topic, at
     /// that view's head.
     pub(super) fn deliver_tick(&mut self, frame: &Rc<Frame>) {
-        let views: Vec<ViewId> = self.service.views_of(TICK_TOPIC).collect();
+        let views = self.service.views_of(TICK_TOPIC);
         let mut delivered = 0;
         for view_id in views {
             let Some(view) = self.service.view(view_id) else {
