@@ -16,6 +16,14 @@ cargo fmt --all -- --check
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+# The daemon must also build on its six runtime dependencies alone, without
+# subscriber tokens (the `jwt` feature): lint it and run its unit tests too.
+step "cargo clippy --no-default-features (no jwt: mio, httparse, log, env_logger, slab, libc)"
+cargo clippy --all-targets --no-default-features -- -D warnings
+
+step "cargo test --no-default-features (unit tests, and the binary's flags)"
+cargo test --no-default-features --lib --test cli
+
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 

@@ -84,7 +84,31 @@ pub struct Config {
     pub stdin_topic: Option<String>,
     /// `--trace`: log every byte in and out.
     pub trace: bool,
+    /// `--jwt-secret` (or `--jwt-secret-file`, `SSED_JWT_SECRET`):
+    /// subscribers need a token signed with it.
+    pub jwt_secret: Option<Secret>,
 }
+
+/// A secret's bytes; its `Debug` never shows them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
+}
+
+/// RFC 7518 §3.2: an HS256 key "of the same size as the hash output (256
+/// bits) or larger MUST be used".
+pub const MIN_JWT_SECRET: usize = 32;
 
 impl Default for Config {
     fn default() -> Self {
@@ -102,12 +126,15 @@ impl Default for Config {
             cors_origin: Some("*".to_string()),
             stdin_topic: None,
             trace: false,
+            jwt_secret: None,
         }
     }
 }
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Made once, at start: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Serve with this configuration.
     Run(Config),
@@ -148,6 +175,8 @@ OPTIONS:
     --header-timeout SECS  time to receive a whole request           [default: 10, at most 3600]
     --publish-token TOKEN  require 'Authorization: Bearer TOKEN' to publish
                            (also env SSED_PUBLISH_TOKEN)             [default: none]
+    --jwt-secret SECRET    subscribers need a JWT signed with SECRET (HS256, at least
+                           32 bytes); also --jwt-secret-file PATH, env SSED_JWT_SECRET
     --cors-origin ORIGIN   Access-Control-Allow-Origin; '' sends none  [default: *]
     --stdin [TOPIC]        publish each line of standard input       [default topic: default]
     --trace                log every byte in and out, escaped
@@ -177,6 +206,10 @@ pub fn parse(
     args.reverse();
     let mut config = Config {
         publish_token: env("SSED_PUBLISH_TOKEN").filter(|t| !t.is_empty()),
+        jwt_secret: match env("SSED_JWT_SECRET").filter(|s| !s.is_empty()) {
+            Some(secret) => Some(jwt_secret("SSED_JWT_SECRET", secret.into_bytes())?),
+            None => None,
+        },
         ..Config::default()
     };
     let mut listen = Vec::new();
@@ -228,6 +261,20 @@ pub fn parse(
                 let token = value("--publish-token")?;
                 config.publish_token = (!token.is_empty()).then_some(token);
             }
+            "--jwt-secret" => {
+                config.jwt_secret = Some(jwt_secret("--jwt-secret", value("--jwt-secret")?.into_bytes())?);
+            }
+            "--jwt-secret-file" => {
+                let path = value("--jwt-secret-file")?;
+                let mut bytes = std::fs::read(&path)
+                    .map_err(|e| ConfigError(format!("--jwt-secret-file: {path}: {e}")))?;
+                // A file written by `echo` ends with a line break that is
+                // not part of the secret.
+                while bytes.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                    bytes.pop();
+                }
+                config.jwt_secret = Some(jwt_secret("--jwt-secret-file", bytes)?);
+            }
             "--cors-origin" => {
                 let origin = value("--cors-origin")?;
                 if origin.contains(['\r', '\n']) {
@@ -255,6 +302,22 @@ pub fn parse(
         config.listen = listen;
     }
     Ok(Command::Run(config))
+}
+
+/// A JWT secret, checked: long enough, and usable by this build.
+fn jwt_secret(flag: &str, bytes: Vec<u8>) -> Result<Secret, ConfigError> {
+    if !cfg!(feature = "jwt") {
+        return Err(ConfigError(format!(
+            "{flag}: this ssed was built without the jwt feature (cargo build --features jwt)"
+        )));
+    }
+    if bytes.len() < MIN_JWT_SECRET {
+        return Err(ConfigError(format!(
+            "{flag}: the secret must be at least {MIN_JWT_SECRET} bytes (RFC 7518 §3.2), not {}",
+            bytes.len()
+        )));
+    }
+    Ok(Secret(bytes))
 }
 
 fn parse_addr(text: &str) -> Result<SocketAddr, ConfigError> {

@@ -5,7 +5,6 @@
 //! Pure functions of the request: a checked value or the [`Rejection`]
 //! that says what is wrong with it.
 
-use crate::auth;
 use crate::http::query;
 use crate::http::{Rejection, Request};
 use crate::sse;
@@ -23,13 +22,9 @@ pub struct Publish {
 }
 
 /// Checks a `POST /publish` (data from the body) or `GET /broadcast`
-/// (data from `?msg=`): token, topic, name, UTF-8.
-pub fn publish(request: &Request, token: Option<&str>, from_query: bool) -> Result<Publish, Rejection> {
-    if let Some(token) = token {
-        if !auth::bearer_matches(request.authorization.as_deref(), token) {
-            return Err(Rejection::Unauthorized);
-        }
-    }
+/// (data from `?msg=`): topic, name, UTF-8. Who may publish is the
+/// service's to check (`auth.rs`), before this.
+pub fn publish(request: &Request, from_query: bool) -> Result<Publish, Rejection> {
     let params = query::pairs(request.query()).map_err(|_| Rejection::BadRequest("query is not UTF-8"))?;
     let param = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
     let topic = param("topic")
@@ -48,18 +43,31 @@ pub fn publish(request: &Request, token: Option<&str>, from_query: bool) -> Resu
     Ok(Publish { topic, name, data })
 }
 
-/// What `GET /events` asked for: topics, and where to resume from
-/// (`Last-Event-ID` header, or `?lastEventId=` for clients that cannot set
-/// headers).
-pub fn subscription(request: &Request) -> Result<(Topics, Option<String>), Rejection> {
+/// What `GET /events` asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscribe {
+    /// The topics (every one when none is named, or `*` is).
+    pub topics: Topics,
+    /// Whether any topic was named at all: with a token, a stream that
+    /// names none gets what its token covers, and one that names `*` must
+    /// be covered for everything.
+    pub named: bool,
+    /// Where to resume from (`Last-Event-ID` header, or `?lastEventId=`
+    /// for clients that cannot set headers).
+    pub last_event_id: Option<String>,
+}
+
+/// Reads what `GET /events` asks for.
+pub fn subscription(request: &Request) -> Result<Subscribe, Rejection> {
     let params = query::pairs(request.query()).map_err(|_| Rejection::BadRequest("query is not UTF-8"))?;
-    let topics = Topics::parse(
+    let values = || {
         params
             .iter()
             .filter(|(n, _)| n == "topic")
-            .map(|(_, v)| v.as_str()),
-    )
-    .map_err(|_| Rejection::BadRequest("invalid topic list"))?;
+            .map(|(_, v)| v.as_str())
+    };
+    let topics = Topics::parse(values()).map_err(|_| Rejection::BadRequest("invalid topic list"))?;
+    let named = values().any(|value| value.split(',').any(|name| !name.is_empty()));
     let last_event_id = request
         .last_event_id
         .clone()
@@ -70,7 +78,11 @@ pub fn subscription(request: &Request) -> Result<(Topics, Option<String>), Rejec
                 .map(|(_, v)| v.clone())
         })
         .filter(|id| !id.is_empty());
-    Ok((topics, last_event_id))
+    Ok(Subscribe {
+        topics,
+        named,
+        last_event_id,
+    })
 }
 
 #[cfg(test)]
@@ -85,25 +97,12 @@ mod tests {
     }
 
     #[test]
-    fn publish_needs_the_token_when_set() {
-        let anonymous = request("POST /publish HTTP/1.1\r\n\r\n", b"x");
-        assert_eq!(
-            publish(&anonymous, Some("t"), false),
-            Err(Rejection::Unauthorized)
-        );
-        assert!(publish(&anonymous, None, false).is_ok());
-        let signed = request("POST /publish HTTP/1.1\r\nAuthorization: Bearer t\r\n\r\n", b"x");
-        assert!(publish(&signed, Some("t"), false).is_ok());
-    }
-
-    #[test]
     fn publish_reads_topic_name_and_data() {
         let got = publish(
             &request(
                 "POST /publish?topic=news&event=headline HTTP/1.1\r\n\r\n",
                 "héllo".as_bytes(),
             ),
-            None,
             false,
         )
         .unwrap();
@@ -117,7 +116,6 @@ mod tests {
         );
         let broadcast = publish(
             &request("GET /broadcast?msg=hi+there HTTP/1.1\r\n\r\n", b""),
-            None,
             true,
         )
         .unwrap();
@@ -136,27 +134,28 @@ mod tests {
             ("GET /broadcast HTTP/1.1\r\n\r\n", b"", true),
         ];
         for (head, body, from_query) in cases {
-            let got = publish(&request(head, body), None, *from_query);
+            let got = publish(&request(head, body), *from_query);
             assert!(matches!(got, Err(Rejection::BadRequest(_))), "{head}: {got:?}");
         }
     }
 
     #[test]
     fn subscription_reads_topics_and_resume_point() {
-        let (topics, last) = subscription(&request(
+        let asked = subscription(&request(
             "GET /events?topic=a&topic=b,c HTTP/1.1\r\nLast-Event-ID: 9\r\n\r\n",
             b"",
         ))
         .unwrap();
-        assert!(topics.matches("c") && !topics.matches("d"));
-        assert_eq!(last.as_deref(), Some("9"));
-        let (topics, last) =
-            subscription(&request("GET /events?lastEventId=5 HTTP/1.1\r\n\r\n", b"")).unwrap();
-        assert_eq!(topics, Topics::All);
-        assert_eq!(last.as_deref(), Some("5"));
-        let (_, last) =
-            subscription(&request("GET /events HTTP/1.1\r\nLast-Event-ID:\r\n\r\n", b"")).unwrap();
-        assert_eq!(last, None);
+        assert!(asked.topics.matches("c") && !asked.topics.matches("d"));
+        assert!(asked.named);
+        assert_eq!(asked.last_event_id.as_deref(), Some("9"));
+        let asked = subscription(&request("GET /events?lastEventId=5 HTTP/1.1\r\n\r\n", b"")).unwrap();
+        assert_eq!((asked.topics, asked.named), (Topics::All, false));
+        assert_eq!(asked.last_event_id.as_deref(), Some("5"));
+        let star = subscription(&request("GET /events?topic=* HTTP/1.1\r\n\r\n", b"")).unwrap();
+        assert_eq!((star.topics, star.named), (Topics::All, true));
+        let asked = subscription(&request("GET /events HTTP/1.1\r\nLast-Event-ID:\r\n\r\n", b"")).unwrap();
+        assert_eq!(asked.last_event_id, None);
         assert!(subscription(&request("GET /events?topic=a%01 HTTP/1.1\r\n\r\n", b"")).is_err());
     }
 }

@@ -47,6 +47,7 @@ mod deadlines;
 mod output;
 mod requests;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -92,6 +93,8 @@ const MAX_READS_PER_TURN: usize = 16;
 const RESPONSE_BACKPRESSURE: usize = 256 * 1024;
 /// How long a closing connection may take to read our last answer.
 const LINGER: Duration = Duration::from_secs(2);
+/// How long before its token expires a stream is told to get a new one.
+const REAUTH_BEFORE: Duration = Duration::from_secs(30);
 /// How long shutdown waits for queues to drain.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long to stop accepting after running out of file descriptors.
@@ -156,6 +159,9 @@ pub struct Server {
     /// it is done.
     failures: Vec<(usize, CloseReason)>,
     next_conn_id: u64,
+    /// Streams whose token expires: slab key to (connection id, `exp`).
+    /// Only they pay for it.
+    expiries: HashMap<usize, (u64, u64)>,
     fd_exhaustion_logged: bool,
     /// Queue buffer bytes freed since memory was last handed back.
     released_since_trim: usize,
@@ -201,6 +207,7 @@ impl Server {
             backlog: Vec::new(),
             failures: Vec::new(),
             next_conn_id: 1,
+            expiries: HashMap::new(),
             fd_exhaustion_logged: false,
             released_since_trim: 0,
             config,

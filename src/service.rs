@@ -26,7 +26,7 @@ use std::time::SystemTime;
 
 use log::debug;
 
-use crate::auth;
+use crate::auth::{self, Grant, TokenError};
 use crate::clock::{self, HttpDate, Now};
 use crate::config::Config;
 use crate::frame::Frame;
@@ -39,6 +39,7 @@ use crate::rng::Rng;
 use crate::routes::{self, Route};
 use crate::sse::{self, EncodeError};
 use crate::stats::{Counters, Snapshot};
+use crate::topics::Topics;
 
 /// Most names and patterns `/topics` lists.
 const MAX_TOPICS_LISTED: usize = 1000;
@@ -89,6 +90,20 @@ pub struct OpenStream {
     pub joined: Offset,
     /// HTTP/1.1: framed in chunks. HTTP/1.0: delimited by the close.
     pub chunked: bool,
+    /// When its token expires (seconds since the epoch): it is sent
+    /// `event: reauth` 30 s before ([`Service::reauth`]) and closed then.
+    pub expires: Option<u64>,
+}
+
+/// Who is publishing, as far as the credentials say.
+#[derive(Debug)]
+enum Publisher {
+    /// No credential is configured: anyone may.
+    Anyone,
+    /// The `--publish-token`: any topic.
+    Token,
+    /// A token whose `ssed.publish` patterns say where.
+    Grant(Grant),
 }
 
 /// The application. See the module docs.
@@ -137,7 +152,7 @@ impl Service {
                 self.snapshot(now).prometheus().into_bytes(),
             )),
             Route::Preflight => preflight(),
-            Route::Topics => match self.check_publisher(request) {
+            Route::Topics => match self.check_publisher(request, now) {
                 Ok(()) => no_store(Response::json(self.topics_json())),
                 Err(rejection) => return self.refuse(rejection, Some(request), now),
             },
@@ -288,13 +303,70 @@ impl Service {
 
     /// `/topics` is for whoever may publish, when publishing needs a
     /// credential: who listens to what is the publisher's business.
-    fn check_publisher(&self, request: &Request) -> Result<(), Rejection> {
-        match self.config.publish_token.as_deref() {
-            Some(token) if !auth::bearer_matches(request.authorization.as_deref(), token) => {
-                Err(Rejection::Unauthorized)
-            }
-            _ => Ok(()),
+    fn check_publisher(&self, request: &Request, now: Now) -> Result<(), Rejection> {
+        self.publisher(request, now).map(|_| ())
+    }
+
+    /// Who may publish: anyone when no credential is configured; else the
+    /// bearer of `--publish-token`, or of a token with `ssed.publish`.
+    fn publisher(&self, request: &Request, now: Now) -> Result<Publisher, Rejection> {
+        let token = self.config.publish_token.as_deref();
+        if token.is_none() && self.config.jwt_secret.is_none() {
+            return Ok(Publisher::Anyone);
         }
+        if token.is_some_and(|token| auth::bearer_matches(request.authorization.as_deref(), token)) {
+            return Ok(Publisher::Token);
+        }
+        if self.config.jwt_secret.is_none() {
+            return Err(Rejection::Unauthorized(
+                "publishing needs Authorization: Bearer <token>",
+            ));
+        }
+        let grant = self.grant(request, now)?;
+        if grant.publish.is_empty() {
+            return Err(Rejection::Forbidden("the token grants no publishing"));
+        }
+        Ok(Publisher::Grant(grant))
+    }
+
+    /// The request's token, verified (`--jwt-secret` is set).
+    fn grant(&self, request: &Request, now: Now) -> Result<Grant, Rejection> {
+        let Some(secret) = &self.config.jwt_secret else {
+            return Err(TokenError::Unsupported.rejection());
+        };
+        let token = auth::request_token(request).ok_or(TokenError::Missing.rejection())?;
+        let now_secs = clock::unix_micros(now.wall) / 1_000_000;
+        auth::verify(&token, secret.bytes(), now_secs).map_err(|error| error.rejection())
+    }
+
+    /// What a stream with a token reads: what it named, if the token covers
+    /// every one of them; what the token covers, if it named none.
+    fn scope(&self, asked: &params::Subscribe, grant: &Grant) -> Result<Topics, Rejection> {
+        if !asked.named {
+            if grant.subscribe.is_empty() {
+                return Err(Rejection::Forbidden("the token grants no topics"));
+            }
+            // The claim's patterns were checked when the token was read.
+            return Topics::parse(grant.subscribe.iter().map(String::as_str))
+                .map_err(|_| Rejection::Forbidden("the token grants no usable topics"));
+        }
+        if asked.topics.items().all(|item| grant.may_read(item)) {
+            Ok(asked.topics.clone())
+        } else {
+            Err(Rejection::Forbidden(
+                "the token does not cover every topic asked for",
+            ))
+        }
+    }
+
+    /// `event: reauth` with `data: {"exp":<exp>}`: the token of this stream
+    /// expires soon; get a new one and reconnect with it (and
+    /// `?lastEventId=`, so nothing is missed).
+    pub fn reauth(&self, exp: u64) -> Rc<Frame> {
+        let data = format!("{{\"exp\":{exp}}}");
+        // A fixed name and no id: nothing to refuse.
+        let encoded = sse::encode_event(None, Some("reauth"), &data).unwrap_or_default();
+        Frame::chunk(&encoded)
     }
 
     /// `{"topics":[{"topic":"news","subscribers":3},...]}`: at most 1000
@@ -317,9 +389,24 @@ impl Service {
     /// `GET /events`: the stream head, `retry:` and `connected`, then any
     /// replay. `HEAD /events` gets the head alone.
     fn open_stream(&mut self, request: &Request, caller: Caller, now: Now) -> Answer {
-        let (topics, last_event_id) = match params::subscription(request) {
-            Ok(parsed) => parsed,
+        let asked = match params::subscription(request) {
+            Ok(asked) => asked,
             Err(rejection) => return self.refuse(rejection, Some(request), now),
+        };
+        let (topics, expires) = match self.config.jwt_secret.is_some() {
+            false => (asked.topics.clone(), None),
+            true => match self
+                .grant(request, now)
+                .and_then(|grant| Ok((self.scope(&asked, &grant)?, grant)))
+            {
+                Ok((topics, grant)) => {
+                    if let Some(subject) = &grant.subject {
+                        debug!("#{} token of {subject:?}", caller.client);
+                    }
+                    (topics, grant.expires)
+                }
+                Err(rejection) => return self.refuse(rejection, Some(request), now),
+            },
         };
         let head = stream_head(
             request.http10,
@@ -334,7 +421,7 @@ impl Service {
             };
         }
         let chunked = !request.http10;
-        let opening = self.hub.open(&topics, chunked, last_event_id.as_deref());
+        let opening = self.hub.open(&topics, chunked, asked.last_event_id.as_deref());
         let mut frames = vec![
             Frame::raw(head),
             Frame::chunk(&sse::greeting(self.config.retry_ms, caller.client)),
@@ -347,17 +434,27 @@ impl Service {
             cursor: opening.cursor,
             joined: opening.joined,
             chunked,
+            expires,
         })
     }
 
     /// `POST /publish` and `GET /broadcast`: checked, published, answered
     /// with the id and how many subscribers it reaches.
     fn publish_request(&mut self, request: &Request, route: Route, now: Now) -> Answer {
-        let token = self.config.publish_token.as_deref();
-        let checked = match params::publish(request, token, route == Route::Broadcast) {
+        let publisher = match self.publisher(request, now) {
+            Ok(publisher) => publisher,
+            Err(rejection) => return self.refuse(rejection, Some(request), now),
+        };
+        let checked = match params::publish(request, route == Route::Broadcast) {
             Ok(checked) => checked,
             Err(rejection) => return self.refuse(rejection, Some(request), now),
         };
+        if let Publisher::Grant(grant) = &publisher {
+            if !grant.may_publish(&checked.topic) {
+                let rejection = Rejection::Forbidden("the token does not cover this topic");
+                return self.refuse(rejection, Some(request), now);
+            }
+        }
         if request.method == Method::Head {
             // HEAD must not change anything: say what GET would.
             return self.respond(request, &Response::json(String::new()), request.keep_alive, now);

@@ -9,6 +9,8 @@
 //! | [`Kind::Request`] | a request not complete in `--header-timeout`: `408` (or a silent close of an idle keep-alive connection) |
 //! | [`Kind::Linger`] | a closing connection whose peer has not read its last answer, or not closed its side, within two seconds: close |
 //! | [`Kind::Heartbeat`] | a stream silent for `--heartbeat`: `: ping` |
+//! | [`Kind::Reauth`] | 30 s before a stream's token expires: `event: reauth` |
+//! | [`Kind::Expire`] | a stream's token expires: the stream ends |
 //! | the ticker | `event: tick` to the `tick` topic |
 //! | the accept back-off | accept again after running out of file descriptors |
 //! | the shutdown grace | stop waiting for queues to drain and exit |
@@ -39,6 +41,10 @@ pub enum Kind {
     Linger,
     /// Time to check whether a stream has been silent for a heartbeat period.
     Heartbeat,
+    /// A stream's token expires in 30 s: tell it to get a new one.
+    Reauth,
+    /// A stream's token has expired: end the stream.
+    Expire,
 }
 
 /// A connection's entry: when, what for, and which connection (slab key,

@@ -225,6 +225,56 @@ fn trace_logs_bytes_in_and_out_escaped() {
     server.wait_log("> \"HTTP/1.1 200 OK\\r\\n");
 }
 
+/// A token is never written in clear to the log, `--trace` included.
+#[test]
+fn trace_redacts_tokens() {
+    let server = BinaryServer::spawn(&["--tick", "0", "--trace"]);
+    request(
+        server.addr,
+        "GET /healthz?token=eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl HTTP/1.1\r\nHost: t\r\n\
+         Authorization: Bearer s3cret-publish-token\r\nConnection: close\r\n\r\n",
+    );
+    let line = server.wait_log("< \"GET /healthz?token=");
+    assert!(line.contains("token=[redacted] HTTP/1.1"), "{line}");
+    assert!(line.contains("Bearer [redacted]"), "{line}");
+    assert!(!line.contains("eyJ") && !line.contains("s3cret"), "{line}");
+}
+
+#[cfg(not(feature = "jwt"))]
+#[test]
+fn without_the_jwt_feature_a_jwt_secret_is_refused() {
+    let out = ssed(&["--jwt-secret", "a-secret-of-at-least-32-bytes-long-here"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without the jwt feature"));
+}
+
+#[cfg(feature = "jwt")]
+#[test]
+fn jwt_secrets_are_checked_at_start() {
+    let short = ssed(&["--jwt-secret", "too-short"]);
+    assert_eq!(short.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&short.stderr).into_owned();
+    assert!(
+        said.contains("--jwt-secret") && said.contains("32 bytes"),
+        "{said}"
+    );
+    let missing = ssed(&["--jwt-secret-file", "/nonexistent/ssed-secret"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("--jwt-secret-file"));
+    // From a file, with the line break `echo` leaves: the server starts.
+    let dir = std::env::temp_dir().join(format!("ssed-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("secret");
+    std::fs::write(&file, "a-file-secret-of-at-least-32-bytes-long\n").unwrap();
+    let server = BinaryServer::spawn(&["--tick", "0", "--jwt-secret-file", file.to_str().unwrap()]);
+    let refused = request(
+        server.addr,
+        "GET /events HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(refused.status, 401);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn warns_when_open_beyond_loopback_without_a_token() {
     // A second --listen beyond loopback (port 0: any free port).

@@ -69,6 +69,9 @@ pub struct Request {
     pub last_event_id: Option<String>,
     /// The raw `Authorization` value, compared in constant time later.
     pub authorization: Option<Vec<u8>>,
+    /// The raw `Cookie` value(s), joined with `; ` (where a subscriber's
+    /// token may be, as `ssed_token`).
+    pub cookie: Option<Vec<u8>>,
     /// `Expect: 100-continue`: the client waits for `100` before the body.
     pub expect_continue: bool,
     /// How the body is delimited.
@@ -143,6 +146,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, Rejection> {
         keep_alive: !http10,
         last_event_id: None,
         authorization: None,
+        cookie: None,
         expect_continue: false,
         framing: BodyFraming::None,
         body: Vec::new(),
@@ -178,6 +182,12 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, Rejection> {
             request.last_event_id = Some(String::from_utf8_lossy(trim(value)).into_owned());
         } else if name.eq_ignore_ascii_case("authorization") {
             request.authorization = Some(trim(value).to_vec());
+        } else if name.eq_ignore_ascii_case("cookie") {
+            let cookie = request.cookie.get_or_insert_with(Vec::new);
+            if !cookie.is_empty() {
+                cookie.extend_from_slice(b"; ");
+            }
+            cookie.extend_from_slice(trim(value));
         } else if name.eq_ignore_ascii_case("expect") && trim(value).eq_ignore_ascii_case(b"100-continue") {
             request.expect_continue = !http10;
         }

@@ -23,8 +23,11 @@ use std::fmt::Write as _;
 pub enum Rejection {
     /// 400: the request is not HTTP we accept (the reason says what).
     BadRequest(&'static str),
-    /// 401: publishing without the right bearer token.
-    Unauthorized,
+    /// 401: no credential, or one that does not hold (the reason says
+    /// which, never what the token was).
+    Unauthorized(&'static str),
+    /// 403: a good credential that does not cover what was asked for.
+    Forbidden(&'static str),
     /// 404: no such path.
     NotFound,
     /// 405: the path exists, the method does not; `allow` lists the methods.
@@ -54,7 +57,8 @@ impl Rejection {
     pub fn status(&self) -> u16 {
         match self {
             Rejection::BadRequest(_) => 400,
-            Rejection::Unauthorized => 401,
+            Rejection::Unauthorized(_) => 401,
+            Rejection::Forbidden(_) => 403,
             Rejection::NotFound => 404,
             Rejection::MethodNotAllowed { .. } => 405,
             Rejection::RequestTimeout => 408,
@@ -70,7 +74,8 @@ impl Rejection {
     pub fn message(&self) -> String {
         match self {
             Rejection::BadRequest(why) => format!("bad request: {why}"),
-            Rejection::Unauthorized => "publishing needs Authorization: Bearer <token>".into(),
+            Rejection::Unauthorized(why) => format!("unauthorized: {why}"),
+            Rejection::Forbidden(why) => format!("forbidden: {why}"),
             Rejection::NotFound => "not found".into(),
             Rejection::MethodNotAllowed { allow } => format!("method not allowed; allowed: {allow}"),
             Rejection::RequestTimeout => "request not received in time".into(),
@@ -88,7 +93,10 @@ impl Rejection {
     pub fn closes(&self) -> bool {
         !matches!(
             self,
-            Rejection::NotFound | Rejection::MethodNotAllowed { .. } | Rejection::Unauthorized
+            Rejection::NotFound
+                | Rejection::MethodNotAllowed { .. }
+                | Rejection::Unauthorized(_)
+                | Rejection::Forbidden(_)
         )
     }
 
@@ -98,7 +106,7 @@ impl Rejection {
         match self {
             Rejection::MethodNotAllowed { allow } => response.header("Allow", allow),
             Rejection::Overloaded { retry_after } => response.header("Retry-After", &retry_after.to_string()),
-            Rejection::Unauthorized => response.header("WWW-Authenticate", "Bearer"),
+            Rejection::Unauthorized(_) => response.header("WWW-Authenticate", "Bearer"),
             _ => {}
         }
         response
@@ -113,6 +121,7 @@ pub fn reason(status: u16) -> &'static str {
         204 => "No Content",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -307,7 +316,8 @@ mod tests {
     fn every_rejection_has_status_and_one_line() {
         let all = [
             Rejection::BadRequest("x"),
-            Rejection::Unauthorized,
+            Rejection::Unauthorized("missing token"),
+            Rejection::Forbidden("topic not covered"),
             Rejection::NotFound,
             Rejection::MethodNotAllowed { allow: "GET, HEAD" },
             Rejection::RequestTimeout,

@@ -7,8 +7,11 @@
 
 use super::{Server, LINGER};
 
+use log::debug;
+
 use crate::clock::Now;
 use crate::conn::{CloseReason, Phase};
+use crate::frame::Frame;
 use crate::http::Rejection;
 use crate::timer::Kind;
 
@@ -74,6 +77,8 @@ impl Server {
                         _ => {}
                     }
                 }
+                Kind::Reauth => self.reauth(due.key),
+                Kind::Expire => self.expire(due.key),
             }
         }
         if self.timers.tick_due(now.instant) && !self.timers.in_grace() {
@@ -85,5 +90,47 @@ impl Server {
                 self.accept(index, now);
             }
         }
+    }
+
+    /// Its token expires in 30 s: the stream is told so, at its view's
+    /// head, to get a new token and come back with `?lastEventId=`.
+    pub(super) fn reauth(&mut self, key: usize) {
+        let Some(&(conn_id, exp)) = self.expiries.get(&key) else {
+            return;
+        };
+        let frame = self.service.reauth(exp);
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        if slot.conn.id != conn_id || !matches!(slot.conn.phase, Phase::Stream(_)) {
+            return;
+        }
+        let head = slot
+            .conn
+            .view()
+            .and_then(|(view, _)| self.service.view(view))
+            .map_or(0, |view| view.log.head());
+        slot.conn.enqueue_at(head, frame);
+        self.mark_dirty(key);
+    }
+
+    /// Its token has expired: the stream ends, cleanly (the last chunk after
+    /// whatever it was sent), and nothing more reaches it.
+    pub(super) fn expire(&mut self, key: usize) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !matches!(slot.conn.phase, Phase::Stream(_)) {
+            return;
+        }
+        let head = slot
+            .conn
+            .view()
+            .and_then(|(view, _)| self.service.view(view))
+            .map_or(0, |view| view.log.head());
+        debug!("#{} token expired", slot.conn.id);
+        slot.conn.enqueue_at(head, Frame::last_chunk());
+        slot.conn.begin_closing();
+        self.mark_dirty(key);
     }
 }

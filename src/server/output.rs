@@ -247,6 +247,7 @@ impl Server {
         let Some(mut slot) = self.conns.try_remove(key) else {
             return;
         };
+        self.expiries.remove(&key);
         if let Some((view, member)) = slot.conn.view() {
             if let Some(moved) = self.service.leave(view, member) {
                 if let Some(other) = self.conns.get_mut(moved.key) {

@@ -12,9 +12,10 @@
 //!                        └─ Stream ───▶ open_stream: first frames, join the hub
 //! ```
 
-use super::{Server, MAX_READS_PER_TURN, RESPONSE_BACKPRESSURE, STDIN_BATCH};
+use super::{Server, MAX_READS_PER_TURN, REAUTH_BEFORE, RESPONSE_BACKPRESSURE, STDIN_BATCH};
 
 use std::sync::mpsc::TryRecvError;
+use std::time::{Duration, UNIX_EPOCH};
 
 use log::{debug, info};
 
@@ -196,6 +197,17 @@ impl Server {
         if let Some(heartbeat) = self.config.heartbeat {
             self.timers
                 .push(now.instant + heartbeat, Kind::Heartbeat, key, conn.id);
+        }
+        if let Some(exp) = stream.expires {
+            // `exp` is wall-clock seconds; deadlines are monotonic.
+            let since_epoch = now.wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+            let expire_at = now.instant + Duration::from_secs(exp).saturating_sub(since_epoch);
+            let reauth_at = expire_at
+                .checked_sub(REAUTH_BEFORE)
+                .map_or(now.instant, |at| at.max(now.instant));
+            self.timers.push(reauth_at, Kind::Reauth, key, conn.id);
+            self.timers.push(expire_at, Kind::Expire, key, conn.id);
+            self.expiries.insert(key, (conn.id, exp));
         }
         self.mark_dirty(key);
     }
