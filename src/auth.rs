@@ -84,6 +84,8 @@ pub enum TokenError {
     Signature,
     /// Past its `exp`.
     Expired,
+    /// Before its `nbf`.
+    NotYetValid,
     /// This ssed was built without the `jwt` feature.
     Unsupported,
 }
@@ -103,6 +105,7 @@ impl TokenError {
             TokenError::Algorithm => "token alg must be HS256",
             TokenError::Signature => "token signature does not match",
             TokenError::Expired => "token expired",
+            TokenError::NotYetValid => "token not valid yet (nbf)",
             TokenError::Unsupported => "this ssed was built without tokens",
         }
     }

@@ -162,6 +162,24 @@ impl Topics {
         })
     }
 
+    /// From a list of names and patterns taken as they are (a token's
+    /// claim): no splitting at commas, every one checked. `None` when the
+    /// list is empty or one of them is not a name or pattern.
+    pub fn from_items<'a>(items: impl IntoIterator<Item = &'a str>) -> Option<Topics> {
+        let mut topics: Vec<Rc<str>> = Vec::new();
+        for item in items {
+            validate_pattern(item).ok()?;
+            if item == "*" {
+                return Some(Topics::All);
+            }
+            if !topics.iter().any(|t| &**t == item) {
+                topics.push(Rc::from(item));
+            }
+        }
+        topics.sort_unstable();
+        (!topics.is_empty()).then(|| Topics::Only(topics.into_boxed_slice()))
+    }
+
     /// Whether an event on `topic` is for this subscriber.
     pub fn matches(&self, topic: &str) -> bool {
         match self {
@@ -228,6 +246,21 @@ mod tests {
             assert_eq!(Topics::parse([bad]), Err(TopicError::Wildcard), "{bad}");
         }
         assert_eq!(validate_topic("news/*"), Err(TopicError::Wildcard));
+        // A claim's list is taken item by item: a comma is part of a name.
+        assert_eq!(
+            Topics::from_items([","]),
+            Some(Topics::Only(vec![",".into()].into()))
+        );
+        assert_eq!(
+            Topics::from_items(["b", "a", "b"])
+                .unwrap()
+                .items()
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(Topics::from_items(["a", "*"]), Some(Topics::All));
+        assert_eq!(Topics::from_items([]), None);
+        assert_eq!(Topics::from_items(["a*"]), None);
         assert_eq!(validate_topic("*"), Err(TopicError::Wildcard));
         assert!(validate_topic("news/a").is_ok());
     }

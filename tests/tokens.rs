@@ -294,3 +294,58 @@ fn a_stream_is_told_to_reauthenticate_and_ends_at_exp() {
     sub.set_timeout(Duration::from_secs(10));
     assert!(sub.ended(), "the stream ends at exp");
 }
+
+/// Claims that are valid but odd: an `exp` past any clock, a comma inside a
+/// pattern, an `nbf` still ahead. None may panic the process or widen what
+/// a token grants.
+#[test]
+fn odd_claims_neither_panic_nor_widen_the_scope() {
+    let server = server();
+    let publisher = token(&[], &["*"]);
+    for exp in [json!(1e300), json!(u64::MAX)] {
+        let far = token_with(
+            Algorithm::HS256,
+            &json!({"exp": exp, "ssed": {"subscribe": ["a"]}}),
+            SECRET,
+        );
+        let mut sub = Subscriber::open(server.addr, &format!("/events?token={far}"), "");
+        sub.connected();
+        publish_as(&server, &publisher, "a", "still serving");
+        assert_eq!(sub.next_event().data, "still serving");
+    }
+    // A comma is part of a name in a claim, never a list separator.
+    let comma = token_with(Algorithm::HS256, &json!({"ssed": {"subscribe": [","]}}), SECRET);
+    let mut sub = Subscriber::open(server.addr, &format!("/events?token={comma}"), "");
+    sub.connected();
+    publish_as(&server, &publisher, "b", "not for it");
+    publish_as(&server, &publisher, ",", "the comma topic");
+    assert_eq!(sub.next_event().data, "the comma topic");
+    let topics = get(
+        &server,
+        "/topics",
+        &format!("Authorization: Bearer {publisher}\r\n"),
+    )
+    .text();
+    assert!(!topics.contains("\"*\""), "{topics}");
+    // Not valid before `nbf`.
+    let early = token_with(
+        Algorithm::HS256,
+        &json!({"nbf": now() + 3600, "ssed": {"subscribe": ["a"]}}),
+        SECRET,
+    );
+    assert_eq!(get(&server, &format!("/events?token={early}"), "").status, 401);
+    assert_eq!(
+        publish_as(
+            &server,
+            &token_with(
+                Algorithm::HS256,
+                &json!({"nbf": now() + 3600, "ssed": {"publish": ["*"]}}),
+                SECRET
+            ),
+            "a",
+            "x"
+        )
+        .0,
+        401
+    );
+}

@@ -67,17 +67,13 @@ fn json_object(part: &str) -> Option<Map<String, Value>> {
 
 /// What the claims grant, each claim of the type it must be.
 fn grant(claims: &Map<String, Value>, now: u64) -> Result<Grant, TokenError> {
-    let expires = match claims.get("exp") {
-        None => None,
-        // NumericDate (RFC 7519 §2): seconds, possibly with a fraction.
-        Some(Value::Number(n)) => match n.as_f64() {
-            Some(secs) if secs >= 0.0 && secs.is_finite() => Some(secs.floor() as u64),
-            _ => return Err(TokenError::Malformed("token exp is not a date")),
-        },
-        Some(_) => return Err(TokenError::Malformed("token exp is not a number")),
-    };
+    let expires = date(claims.get("exp"), "token exp is not a number")?;
     if expires.is_some_and(|exp| now >= exp) {
         return Err(TokenError::Expired);
+    }
+    // RFC 7519 §4.1.5: "MUST NOT be accepted for processing" before `nbf`.
+    if date(claims.get("nbf"), "token nbf is not a number")?.is_some_and(|nbf| now < nbf) {
+        return Err(TokenError::NotYetValid);
     }
     let subject = match claims.get("sub") {
         None => None,
@@ -95,6 +91,20 @@ fn grant(claims: &Map<String, Value>, now: u64) -> Result<Grant, TokenError> {
         subscribe,
         publish,
     })
+}
+
+/// A NumericDate (RFC 7519 §2): seconds since the epoch, possibly with a
+/// fraction (dropped); one past any clock saturates, never wraps.
+fn date(claim: Option<&Value>, why: &'static str) -> Result<Option<u64>, TokenError> {
+    match claim {
+        None => Ok(None),
+        Some(Value::Number(n)) => match n.as_f64() {
+            // `as` saturates: 1e300 is u64::MAX, far past any clock.
+            Some(secs) if secs >= 0.0 && secs.is_finite() => Ok(Some(secs.floor() as u64)),
+            _ => Err(TokenError::Malformed(why)),
+        },
+        Some(_) => Err(TokenError::Malformed(why)),
+    }
 }
 
 /// A list of topic patterns, or nothing.
@@ -143,6 +153,8 @@ mod tests {
         assert_eq!(grant.expires, Some(1_800_000_100));
         assert_eq!(grant.subscribe, ["news", "user/42/*"]);
         assert_eq!(grant.publish, ["user/42/*"]);
+        let far = verify(&sign(HS256, r#"{"exp":1e300,"nbf":1800000000}"#, b"k"), b"k", NOW).unwrap();
+        assert_eq!(far.expires, Some(u64::MAX));
         let bare = verify(&sign(HS256, "{}", b"k"), b"k", NOW).unwrap();
         assert_eq!(bare, Grant::default());
     }
@@ -173,6 +185,14 @@ mod tests {
             (
                 sign(HS256, r#"{"exp":"1900000000"}"#, b"k"),
                 TokenError::Malformed("token exp is not a number"),
+            ),
+            (
+                sign(HS256, r#"{"nbf":1800000001}"#, b"k"),
+                TokenError::NotYetValid,
+            ),
+            (
+                sign(HS256, r#"{"nbf":"soon"}"#, b"k"),
+                TokenError::Malformed("token nbf is not a number"),
             ),
             (
                 sign(HS256, r#"{"sub":7}"#, b"k"),

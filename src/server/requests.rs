@@ -198,10 +198,14 @@ impl Server {
             self.timers
                 .push(now.instant + heartbeat, Kind::Heartbeat, key, conn.id);
         }
-        if let Some(exp) = stream.expires {
-            // `exp` is wall-clock seconds; deadlines are monotonic.
-            let since_epoch = now.wall.duration_since(UNIX_EPOCH).unwrap_or_default();
-            let expire_at = now.instant + Duration::from_secs(exp).saturating_sub(since_epoch);
+        // `exp` is wall-clock seconds; deadlines are monotonic. An `exp` so
+        // far away that no clock reaches it is no expiry at all.
+        let since_epoch = now.wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let expiry = stream.expires.and_then(|exp| {
+            let left = Duration::from_secs(exp).saturating_sub(since_epoch);
+            Some((exp, now.instant.checked_add(left)?))
+        });
+        if let Some((exp, expire_at)) = expiry {
             let reauth_at = expire_at
                 .checked_sub(REAUTH_BEFORE)
                 .map_or(now.instant, |at| at.max(now.instant));
