@@ -165,7 +165,9 @@ fi
 
 echo
 [ -f "$ARTIFACTS/nginx-latency.txt" ] && say "$(cat "$ARTIFACTS/nginx-latency.txt")"
-[ -f "$ARTIFACTS/demo-page.png" ] && say "screenshot: ${ARTIFACTS#"$REPO_DIR"/}/demo-page.png"
+for shot in "$ARTIFACTS"/demo-page*.png; do
+  [ -f "$shot" ] && say "screenshot: ${shot#"$REPO_DIR"/}"
+done
 say "took $(($(date +%s) - started)) s"
 if [ "$skipped" -gt 0 ]; then
   echo "e2e: $passed passed, $failed failed, $skipped skipped"
