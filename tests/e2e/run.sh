@@ -7,8 +7,9 @@
 # Installs what a fresh machine lacks, without asking (CI runs with CI=true
 # and no stdin): Debian's chromium and nginx, the npm packages into
 # tests/e2e/node_modules, the Python packages into tests/e2e/.venv. Builds
-# target/release/ssed. Everything listens on loopback only; every test starts
-# its own ssed on port 0. Reruns are fast: nothing is installed twice.
+# target/release/ssed (or in $CARGO_TARGET_DIR, when set). Everything listens
+# on loopback only; every test starts its own ssed on port 0. Reruns are fast:
+# nothing is installed twice.
 #
 # Ends with one line `e2e: N passed, N failed` and exits non-zero if anything
 # failed. Artifacts (screenshot, latency, runner reports): tests/e2e/artifacts/.
@@ -82,7 +83,11 @@ fi
 # --- the binary ---------------------------------------------------------------------
 say "cargo build --release"
 (cd "$REPO_DIR" && cargo build --release --quiet)
-export SSED_BIN="$REPO_DIR/target/release/ssed"
+# Where cargo put it: target/ unless CARGO_TARGET_DIR says otherwise (a
+# relative one is taken from the repo, where cargo ran).
+target_dir=${CARGO_TARGET_DIR:-target}
+case $target_dir in /*) ;; *) target_dir="$REPO_DIR/$target_dir" ;; esac
+export SSED_BIN="$target_dir/release/ssed"
 [ -x "$SSED_BIN" ] || { say "no $SSED_BIN after the build"; exit 1; }
 
 rm -rf "$ARTIFACTS"
@@ -160,7 +165,9 @@ fi
 
 echo
 [ -f "$ARTIFACTS/nginx-latency.txt" ] && say "$(cat "$ARTIFACTS/nginx-latency.txt")"
-[ -f "$ARTIFACTS/demo-page.png" ] && say "screenshot: ${ARTIFACTS#"$REPO_DIR"/}/demo-page.png"
+for shot in "$ARTIFACTS"/demo-page*.png; do
+  [ -f "$shot" ] && say "screenshot: ${shot#"$REPO_DIR"/}"
+done
 say "took $(($(date +%s) - started)) s"
 if [ "$skipped" -gt 0 ]; then
   echo "e2e: $passed passed, $failed failed, $skipped skipped"

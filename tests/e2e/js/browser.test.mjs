@@ -12,6 +12,7 @@ import { chromium } from 'playwright-core';
 
 import { E2E_DIR, WAIT_MS, headerOf, startCutProxy, startSsed, waitFor } from '../lib/harness.mjs';
 import { startNginx } from '../lib/nginx.mjs';
+import { JWT_ARGS, bearer, nowSecs, signToken } from '../lib/tokens.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const ARTIFACTS = path.join(E2E_DIR, 'artifacts');
@@ -325,5 +326,134 @@ describe('browser: six connections per origin over HTTP/1.1', () => {
       page.evaluate((n) => window.gotMulti.length >= n, 4),
     );
     assert.deepEqual(await page.evaluate(() => window.gotMulti), ['to t1', 'to t2', 'to t3', 'to t3 again']);
+  });
+});
+
+describe('browser: a private stream with a token (ssed --jwt-secret)', () => {
+  /** Ids of the rows for published events, in the order shown (oldest first). */
+  const shownIds = (page) =>
+    page.evaluate(() => {
+      const rows = document.querySelectorAll('#events li[data-event="message"][data-id]');
+      return [...rows].map((li) => li.dataset.id).reverse();
+    });
+
+  test('a token typed into the page opens a stream of its topics only, and the publish form uses it', async (t) => {
+    const ssed = await startSsed(['--tick', '0.2', ...JWT_ARGS]);
+    t.after(() => ssed.stop());
+    const page = await context.newPage();
+    t.after(() => page.close());
+    const publisher = bearer(await signToken({ publish: ['*'] }));
+    const token = await signToken({ subscribe: ['room/1/*'], publish: ['room/1/*'] });
+
+    // Without a token the stream is refused, and EventSource gives up.
+    await page.goto(`${ssed.base}/`);
+    await waitForState(page, 'closed');
+
+    await page.fill('#token', token);
+    await page.click('#subscribe-button');
+    await waitForState(page, 'connected');
+    const shownUrl = await page.locator('#stream-url').textContent();
+    assert.equal(shownUrl, 'GET /events?token=…', 'the page shows the request, never the token');
+
+    const notMine = await ssed.publish('not mine', { topic: 'room/2/a', headers: publisher });
+    const mine = await ssed.publish('mine', { topic: 'room/1/a', headers: publisher });
+    assert.equal((await row(page, 'message', String(mine.id))).data, 'mine');
+    assert.equal(await page.locator(`#events li[data-id="${notMine.id}"]`).count(), 0);
+
+    // The publish form sends the same token as a Bearer header.
+    await page.fill('#pub-topic', 'room/1/b');
+    await page.fill('#pub-data', 'from the form');
+    await page.click('#publish-button');
+    const result = await waitFor('the id', async () => {
+      const text = await page.locator('#publish-result').textContent();
+      return /published id \d+/.test(text) && text;
+    });
+    const id = /published id (\d+)/.exec(result)[1];
+    assert.equal((await row(page, 'message', id)).data, 'from the form');
+    await page.fill('#pub-topic', 'room/2/b');
+    await page.click('#publish-button');
+    await waitFor('the refusal', async () => /refused: 403/.test(await page.locator('#publish-result').textContent()));
+
+    // Ticks run (--tick 0.2), but the token does not cover the topic `tick`.
+    assert.deepEqual(await shownIds(page), [String(mine.id), id]);
+    assert.equal(await page.locator('#events li[data-event="tick"]').count(), 0);
+  });
+
+  test('on reauth the page asks for a new token and reconnects with ?lastEventId=: every event exactly once', async (t) => {
+    const ssed = await startSsed(['--tick', '0', ...JWT_ARGS]);
+    t.after(() => ssed.stop());
+    const page = await context.newPage();
+    t.after(() => page.close());
+    const publisher = bearer(await signToken({ publish: ['*'] }));
+    // The server says `reauth` 30 s before exp: here about 3 s from now.
+    const exp = nowSecs() + 33;
+    const first = await signToken({ subscribe: ['room/1/*'], exp });
+
+    await page.goto(`${ssed.base}/`);
+    await page.fill('#token', first);
+    await page.press('#token', 'Enter');
+    await waitForState(page, 'connected');
+
+    // A publisher that never stops: before the reauth, while the page asks
+    // for a token, while it reconnects, and after.
+    const published = [];
+    let publishing = true;
+    const publishOne = async (label) => {
+      published.push((await ssed.publish(label, { topic: 'room/1/live', headers: publisher })).id);
+      await ssed.publish('not for this page', { topic: 'room/2/live', headers: publisher });
+    };
+    const publisherDone = (async () => {
+      for (let n = 0; publishing; n++) {
+        await publishOne(`event ${n}`);
+        await new Promise((resolve) => setTimeout(resolve, 40)); // pacing, not synchronisation
+      }
+    })().catch((err) => {
+      if (publishing) throw err; // else the server was stopped under it
+    });
+    t.after(() => {
+      publishing = false;
+      return publisherDone;
+    });
+
+    // The reauth event: a row, and the token field asks for a new token.
+    const reauth = await row(page, 'reauth');
+    assert.deepEqual(JSON.parse(reauth.data), { exp });
+    await waitFor('the token field to be highlighted', () => page.locator('#token.renew').count());
+    assert.match(await page.locator('#token-hint').textContent(), /expires at .*new one/);
+    assert.equal(await page.locator('#subscribe-button').textContent(), 'Reconnect');
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'demo-page-reauth.png'), fullPage: false });
+    const beforeRenewal = published.length;
+    await waitFor('events shown while the page asks', async () => (await shownIds(page)).length > beforeRenewal + 2);
+
+    // The reconnect: one more event is published while its request is on
+    // its way, and the request carries the new token and the last id seen.
+    let reconnect;
+    await page.route(/\/events\?/, async (route) => {
+      const url = new URL(route.request().url());
+      reconnect = { url, lastId: await page.evaluate(() => lastId) };
+      await publishOne('while reconnecting');
+      await route.continue();
+    });
+    const second = await signToken({ subscribe: ['room/1/*'] });
+    await page.fill('#token', second);
+    await page.press('#token', 'Enter');
+    await waitFor('the reconnect request', () => reconnect);
+    assert.equal(reconnect.url.searchParams.get('token'), second);
+    assert.equal(reconnect.url.searchParams.get('lastEventId'), reconnect.lastId);
+    assert.ok(published.includes(Number(reconnect.lastId)), `lastEventId ${reconnect.lastId} is not one of ours`);
+    await waitForState(page, 'connected');
+    assert.equal(await page.locator('#token.renew').count(), 0, 'no longer highlighted');
+    // The page closed the old stream: one subscriber is left.
+    await waitFor('the old stream to be gone', async () => (await ssed.stats()).subscribers === 1);
+
+    const afterRenewal = published.length;
+    await waitFor('events published after the reconnect', () => published.length > afterRenewal + 3);
+    publishing = false;
+    await publisherDone;
+    const lastPublished = String(published.at(-1));
+    await row(page, 'message', lastPublished);
+    assert.deepEqual(await shownIds(page), published.map(String), 'every event, exactly once, in order');
+    assert.equal(await page.locator('#events li[data-event="gap"]').count(), 0);
   });
 });

@@ -7,95 +7,9 @@ the last id it saw and sends it as Last-Event-ID on its next request.
 """
 
 import json
-import socket
-import threading
 
 import httpx
 import pytest
-from httpx_sse import connect_sse
-
-from conftest import WAIT_S, wait_for
-
-
-class Reader:
-    """Reads one SSE stream in a thread, recording every event it yields."""
-
-    def __init__(self, url, headers=None):
-        self.url = url
-        self.headers = dict(headers or {})
-        self.events = []
-        self.error = None
-        self.response = None
-        self._sock = None
-        self._opened = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        if not self._opened.wait(WAIT_S):
-            raise AssertionError(f"stream {url} did not open")
-        if self.error:
-            raise self.error
-
-    def _run(self):
-        try:
-            timeout = httpx.Timeout(WAIT_S, read=None)
-            with httpx.Client(timeout=timeout) as client:
-                with connect_sse(client, "GET", self.url, headers=self.headers) as source:
-                    self.response = source.response
-                    stream = source.response.extensions.get("network_stream")
-                    self._sock = stream.get_extra_info("socket") if stream else None
-                    self._opened.set()
-                    for sse in source.iter_sse():
-                        self.events.append(sse)
-        except Exception as err:  # recorded; a test asserts on it if it cares
-            self.error = err
-        finally:
-            self._opened.set()
-
-    def find(self, what, pred):
-        return wait_for(what, lambda: next((e for e in list(self.events) if pred(e)), None))
-
-    def named(self, name):
-        return [e for e in list(self.events) if e.event == name]
-
-    def published(self):
-        """Published events, once each. httpx-sse 0.4.3 also yields the
-        `retry:` block, and every `: ping` heartbeat after an id was seen, as
-        a nameless event with empty data (repeating the last id); skip them."""
-        seen = set()
-        out = []
-        for e in list(self.events):
-            if e.id and e.id not in seen and e.event not in ("connected", "tick", "gap"):
-                seen.add(e.id)
-                out.append(e)
-        return out
-
-    def last_id(self):
-        ids = [e.id for e in list(self.events) if e.id]
-        return ids[-1] if ids else None
-
-    def close(self):
-        """Drops the connection from the client side, as a network failure would."""
-        if self._sock is not None:
-            try:
-                self._sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self._thread.join(WAIT_S)
-        assert not self._thread.is_alive(), "reader thread did not end"
-
-
-@pytest.fixture
-def readers():
-    opened = []
-
-    def open_reader(url, headers=None):
-        reader = Reader(url, headers)
-        opened.append(reader)
-        return reader
-
-    yield open_reader
-    for reader in opened:
-        reader.close()
 
 
 def test_stream_head_retry_and_connected(ssed, readers):
