@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 N=${1:-19000}
 ROUNDS=${2:-3}
 SECRET="a-benchmark-secret-of-at-least-32-bytes"
-cargo build --quiet --release --bin ssed -p ssed-load
+cargo build --quiet --release --bin ssed && cargo build --quiet --release -p ssed-load
 SSED=target/release/ssed
 LOAD=target/release/ssed-load
 port=$((22000 + RANDOM % 2000))
