@@ -440,10 +440,7 @@ impl Server {
                     // After every event it was sent: its last word, then
                     // the last chunk (nothing at all for an HTTP/1.0
                     // stream: its end is the close).
-                    let head = conn
-                        .view()
-                        .and_then(|(view, _)| self.service.view(view))
-                        .map_or(0, |view| view.log.head());
+                    let head = self.service.head_of(conn.view());
                     conn.enqueue_at(head, farewell);
                     conn.enqueue_at(head, last_chunk.clone());
                     conn.begin_closing();

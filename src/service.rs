@@ -265,6 +265,14 @@ impl Service {
         self.hub.view(view)
     }
 
+    /// Where the next event of a stream's view will go (0 for a connection
+    /// that reads no view): where a tick, a ping or the farewell is queued
+    /// so that it follows every event the stream was already sent.
+    pub fn head_of(&self, view: Option<(ViewId, u32)>) -> Offset {
+        view.and_then(|(view, _)| self.hub.view(view))
+            .map_or(0, |view| view.log.head())
+    }
+
     /// A view, to record a flush or trim it.
     pub fn view_mut(&mut self, view: ViewId) -> Option<&mut View> {
         self.hub.view_mut(view)

@@ -105,11 +105,7 @@ impl Server {
         if slot.conn.id != conn_id || !matches!(slot.conn.phase, Phase::Stream(_)) {
             return;
         }
-        let head = slot
-            .conn
-            .view()
-            .and_then(|(view, _)| self.service.view(view))
-            .map_or(0, |view| view.log.head());
+        let head = self.service.head_of(slot.conn.view());
         slot.conn.enqueue_at(head, frame);
         self.mark_dirty(key);
     }
@@ -123,11 +119,7 @@ impl Server {
         if !matches!(slot.conn.phase, Phase::Stream(_)) {
             return;
         }
-        let head = slot
-            .conn
-            .view()
-            .and_then(|(view, _)| self.service.view(view))
-            .map_or(0, |view| view.log.head());
+        let head = self.service.head_of(slot.conn.view());
         debug!("#{} token expired", slot.conn.id);
         slot.conn.enqueue_at(head, Frame::last_chunk());
         slot.conn.begin_closing();

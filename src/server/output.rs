@@ -145,11 +145,7 @@ impl Server {
             return;
         };
         let id = slot.conn.id;
-        let head = slot
-            .conn
-            .view()
-            .and_then(|(view, _)| self.service.view(view))
-            .map_or(0, |view| view.log.head());
+        let head = self.service.head_of(slot.conn.view());
         let Phase::Stream(subscription) = &mut slot.conn.phase else {
             return;
         };
