@@ -26,8 +26,9 @@
 //!   listen backlog and `TCP_NODELAY`. The only `unsafe` in the crate.
 //!
 //! The application (no `mio` here):
-//! - [`service`]: a request in, an answer out (respond, publish and fan
-//!   out, open a stream); the ticker and `--stdin`; the one `publish`.
+//! - [`service`]: a request in, an answer out (respond, publish, open a
+//!   stream); the ticker and `--stdin`; the one `publish`; who may publish
+//!   and read (`service/access.rs`).
 //! - [`routes`]: `(method, path)` to a route, or `404`/`405`.
 //! - [`params`]: what a publish or a subscription asks for, checked.
 //! - [`auth`]: the publish bearer token.

@@ -26,7 +26,8 @@ use std::time::SystemTime;
 
 use log::debug;
 
-use crate::auth::{self, Grant, TokenError};
+mod access;
+
 use crate::clock::{self, HttpDate, Now};
 use crate::config::Config;
 use crate::frame::Frame;
@@ -39,7 +40,7 @@ use crate::rng::Rng;
 use crate::routes::{self, Route};
 use crate::sse::{self, EncodeError};
 use crate::stats::{Counters, Snapshot};
-use crate::topics::Topics;
+use access::Publisher;
 
 /// Most names and patterns `/topics` lists.
 const MAX_TOPICS_LISTED: usize = 1000;
@@ -93,17 +94,6 @@ pub struct OpenStream {
     /// When its token expires (seconds since the epoch): it is sent
     /// `event: reauth` 30 s before ([`Service::reauth`]) and closed then.
     pub expires: Option<u64>,
-}
-
-/// Who is publishing, as far as the credentials say.
-#[derive(Debug)]
-enum Publisher {
-    /// No credential is configured: anyone may.
-    Anyone,
-    /// The `--publish-token`: any topic.
-    Token,
-    /// A token whose `ssed.publish` patterns say where.
-    Grant(Grant),
 }
 
 /// The application. See the module docs.
@@ -307,74 +297,6 @@ impl Service {
             uptime_s: now.instant.duration_since(self.counters.started).as_secs(),
             counters: self.counters,
         }
-    }
-
-    /// `/topics` is for whoever may publish, when publishing needs a
-    /// credential: who listens to what is the publisher's business.
-    fn check_publisher(&self, request: &Request, now: Now) -> Result<(), Rejection> {
-        self.publisher(request, now).map(|_| ())
-    }
-
-    /// Who may publish: anyone when no credential is configured; else the
-    /// bearer of `--publish-token`, or of a token with `ssed.publish`.
-    fn publisher(&self, request: &Request, now: Now) -> Result<Publisher, Rejection> {
-        let token = self.config.publish_token.as_deref();
-        if token.is_none() && self.config.jwt_secret.is_none() {
-            return Ok(Publisher::Anyone);
-        }
-        if token.is_some_and(|token| auth::bearer_matches(request.authorization.as_deref(), token)) {
-            return Ok(Publisher::Token);
-        }
-        if self.config.jwt_secret.is_none() {
-            return Err(Rejection::Unauthorized(
-                "publishing needs Authorization: Bearer <token>",
-            ));
-        }
-        let grant = self.grant(request, now)?;
-        if grant.publish.is_empty() {
-            return Err(Rejection::Forbidden("the token grants no publishing"));
-        }
-        Ok(Publisher::Grant(grant))
-    }
-
-    /// The request's token, verified (`--jwt-secret` is set).
-    fn grant(&self, request: &Request, now: Now) -> Result<Grant, Rejection> {
-        let Some(secret) = &self.config.jwt_secret else {
-            return Err(TokenError::Unsupported.rejection());
-        };
-        let token = auth::request_token(request).ok_or(TokenError::Missing.rejection())?;
-        let now_secs = clock::unix_micros(now.wall) / 1_000_000;
-        auth::verify(&token, secret.bytes(), now_secs).map_err(|error| error.rejection())
-    }
-
-    /// What a stream with a token reads: what it named, if the token covers
-    /// every one of them; what the token covers, if it named none.
-    fn scope(&self, asked: &params::Subscribe, grant: &Grant) -> Result<Topics, Rejection> {
-        if !asked.named {
-            if grant.subscribe.is_empty() {
-                return Err(Rejection::Forbidden("the token grants no topics"));
-            }
-            // The claim's patterns, each as it is (never split at commas).
-            return Topics::from_items(grant.subscribe.iter().map(String::as_str))
-                .ok_or(Rejection::Forbidden("the token grants no usable topics"));
-        }
-        if asked.topics.items().all(|item| grant.may_read(item)) {
-            Ok(asked.topics.clone())
-        } else {
-            Err(Rejection::Forbidden(
-                "the token does not cover every topic asked for",
-            ))
-        }
-    }
-
-    /// `event: reauth` with `data: {"exp":<exp>}`: the token of this stream
-    /// expires soon; get a new one and reconnect with it (and
-    /// `?lastEventId=`, so nothing is missed).
-    pub fn reauth(&self, exp: u64) -> Rc<Frame> {
-        let data = format!("{{\"exp\":{exp}}}");
-        // A fixed name and no id: nothing to refuse.
-        let encoded = sse::encode_event(None, Some("reauth"), &data).unwrap_or_default();
-        Frame::chunk(&encoded)
     }
 
     /// `{"topics":[{"topic":"news","subscribers":3},...]}`: at most 1000
