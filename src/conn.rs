@@ -353,6 +353,12 @@ impl Conn {
                     ReadOutcome::Data(n)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if tracing {
+                        trace::note(
+                            self.id,
+                            "read: WouldBlock (nothing more to read; wait for the next edge)",
+                        );
+                    }
                     self.readiness.clear(Readiness::READABLE);
                     ReadOutcome::WouldBlock
                 }
@@ -466,6 +472,12 @@ impl Conn {
                     released += self.queue.consume(n, self.chunked, &mut self.cursor);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if tracing {
+                        trace::note(
+                            self.id,
+                            "write: WouldBlock (the kernel's buffer is full; wait for a writable edge)",
+                        );
+                    }
                     self.readiness.clear(Readiness::WRITABLE);
                     return (FlushOutcome::Blocked, written);
                 }

@@ -71,6 +71,7 @@ use crate::signal::Signals;
 use crate::sse::EncodeError;
 use crate::stats::Snapshot;
 use crate::timer::Timers;
+use crate::trace;
 
 /// Most `--listen` addresses.
 pub const MAX_LISTENERS: usize = 12;
@@ -177,6 +178,9 @@ impl Server {
             ));
         }
         let poll = Poll::new()?;
+        if config.trace {
+            trace::start_clock();
+        }
         let mut listeners = Vec::new();
         for (index, addr) in config.listen.iter().enumerate() {
             let std_listener = std::net::TcpListener::bind(addr)?;

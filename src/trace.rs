@@ -4,15 +4,38 @@
 //! A teaching aid, not a production setting: it formats every byte, so it
 //! costs far more than the I/O it reports. Credentials are the one thing
 //! it does not show: a token in the query (`token=`), the cookie
-//! (`ssed_token=`) or `Authorization: Bearer` is logged as `[redacted]`. Lines go to the `log` target
-//! `ssed::trace` at `info` level:
+//! (`ssed_token=`) or `Authorization: Bearer` is logged as `[redacted]`.
+//!
+//! One line per read or write, to the `log` target `ssed::trace` at `info`
+//! level: milliseconds since the server started, the connection number, the
+//! direction (`<` read from the client, `>` written to it), how many bytes,
+//! and the bytes. A line that starts with `--` is a note about a system
+//! call that moved no bytes, or fewer than it was offered:
 //!
 //! ```text
-//! #7 < "GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n"
-//! #7 > "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n..."
+//!     12.041 ms #7 < 78 B "GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n"
+//!     12.113 ms #7 > 224 B "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n..."
+//!     12.120 ms #7 -- read: WouldBlock (nothing more to read; wait for the next edge)
+//!    903.771 ms #9 -- write: short, 65536 of 81920 B taken (the rest waits for a writable edge)
 //! ```
 
 use std::io::IoSlice;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// When the trace's clock started: the first traced line, or
+/// [`start_clock`], whichever comes first.
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
+/// Starts the trace's clock (the server calls it when it binds).
+pub fn start_clock() {
+    STARTED.get_or_init(Instant::now);
+}
+
+/// Milliseconds since the trace's clock started.
+fn millis() -> f64 {
+    STARTED.get_or_init(Instant::now).elapsed().as_secs_f64() * 1000.0
+}
 
 /// Which way the bytes went.
 #[derive(Debug, Clone, Copy)]
@@ -29,7 +52,19 @@ pub fn bytes(conn_id: u64, direction: Direction, data: &[u8]) {
         Direction::In => '<',
         Direction::Out => '>',
     };
-    log::info!(target: "ssed::trace", "#{conn_id} {arrow} \"{}\"", redact(&escape(data)));
+    log::info!(
+        target: "ssed::trace",
+        "{:>10.3} ms #{conn_id} {arrow} {} B \"{}\"",
+        millis(),
+        data.len(),
+        redact(&escape(data))
+    );
+}
+
+/// Logs a note about connection `conn_id`: a call that moved no bytes, or
+/// fewer than it was offered.
+pub fn note(conn_id: u64, what: &str) {
+    log::info!(target: "ssed::trace", "{:>10.3} ms #{conn_id} -- {what}", millis());
 }
 
 /// Logs the first `written` bytes of a vectored write.
@@ -45,6 +80,13 @@ pub fn slices(conn_id: u64, slices: &[IoSlice<'_>], written: usize) {
         }
     }
     bytes(conn_id, Direction::Out, &data);
+    let offered: usize = slices.iter().map(|slice| slice.len()).sum();
+    if written < offered {
+        note(
+            conn_id,
+            &format!("write: short, {written} of {offered} B taken (the rest waits for a writable edge)"),
+        );
+    }
 }
 
 /// What follows these, up to the next `&`, `;`, space, quote or escape, is

@@ -220,9 +220,28 @@ fn trace_logs_bytes_in_and_out_escaped() {
         server.addr,
         "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
     );
-    let incoming = server.wait_log("< \"GET /healthz HTTP/1.1\\r\\n");
+    let incoming = server.wait_log(" B \"GET /healthz HTTP/1.1\\r\\n");
     assert!(incoming.contains("ssed::trace"), "{incoming}");
-    server.wait_log("> \"HTTP/1.1 200 OK\\r\\n");
+    // Milliseconds since start, the connection, the direction, the length.
+    let read = trace_fields(&incoming);
+    assert_eq!(read.1, "<", "{incoming}");
+    let outgoing = server.wait_log(" B \"HTTP/1.1 200 OK\\r\\n");
+    assert_eq!(trace_fields(&outgoing).1, ">", "{outgoing}");
+}
+
+/// The `ms`, `#N` and arrow fields of a `--trace` line:
+/// `   12.041 ms #7 < 78 B "..."`.
+fn trace_fields(line: &str) -> (f64, &str) {
+    let at = line.find(" ms #").expect("a millisecond field");
+    let millis = line[..at]
+        .rsplit(' ')
+        .next()
+        .unwrap_or("")
+        .parse()
+        .expect("milliseconds");
+    let rest = &line[at + " ms #".len()..];
+    let arrow = rest.split(' ').nth(1).expect("an arrow");
+    (millis, arrow)
 }
 
 /// A token is never written in clear to the log, `--trace` included.
@@ -234,7 +253,7 @@ fn trace_redacts_tokens() {
         "GET /healthz?token=eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl HTTP/1.1\r\nHost: t\r\n\
          Authorization: Bearer s3cret-publish-token\r\nConnection: close\r\n\r\n",
     );
-    let line = server.wait_log("< \"GET /healthz?token=");
+    let line = server.wait_log(" B \"GET /healthz?token=");
     assert!(line.contains("token=[redacted] HTTP/1.1"), "{line}");
     assert!(line.contains("Bearer [redacted]"), "{line}");
     assert!(!line.contains("eyJ") && !line.contains("s3cret"), "{line}");
