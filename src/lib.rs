@@ -43,7 +43,7 @@
 //! - [`http`]: HTTP/1.1: the request reader, heads via `httparse` with
 //!   their limits, chunked bodies, query strings, responses and every
 //!   refusal.
-//! - [`bus`]: the Redis bus's wire: RESP2 commands and replies, sans-IO.
+//! - [`bus`]: the Redis bus's wire: RESP2, and the Streams commands, replies and ids.
 //! - [`sse`]: the `text/event-stream` text, as WHATWG defines it.
 //! - [`frame`]: chunk framing, done once per event and shared.
 //! - [`clock`]: wall-clock formatting for ticks, `Date` and ids.

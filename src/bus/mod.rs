@@ -9,7 +9,7 @@
 //! - [`resp`]: RESP2, the protocol Redis speaks: commands encoded as arrays
 //!   of bulk strings, replies decoded incrementally, a byte at a time if
 //!   that is how they arrive, with limits a hostile server cannot pass;
-//! - `streams` (to come): the Redis Streams commands ssed sends (`XADD`, `XREAD`,
+//! - [`streams`]: the Redis Streams commands ssed sends (`XADD`, `XREAD`,
 //!   `XRANGE`, `XREVRANGE`, `PING`, `SELECT`), the typed views of their
 //!   replies, stream ids, and the fields an ssed event has in the stream.
 //!
@@ -43,7 +43,8 @@
 //! ```
 //!
 //! Both connections are plain byte streams to this module: the loop writes
-//! what `streams` encodes and hands whatever it reads to a
+//! what [`streams`] encodes and hands whatever it reads to a
 //! [`resp::Decoder`], one per connection.
 
 pub mod resp;
+pub mod streams;
