@@ -44,6 +44,7 @@
 //! - [`http`]: HTTP/1.1: the request reader, heads via `httparse` with
 //!   their limits, chunked bodies, query strings, responses and every
 //!   refusal.
+//! - [`bus`]: the Redis bus's wire: RESP2, and the Streams commands, replies and ids.
 //! - [`sse`]: the `text/event-stream` text, as WHATWG defines it.
 //! - [`frame`]: chunk framing, done once per event and shared.
 //! - [`clock`]: wall-clock formatting for ticks, `Date` and ids.
@@ -81,6 +82,7 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod auth;
+pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod conn;

@@ -1,0 +1,1079 @@
+//! Redis Streams as ssed uses them: the commands it sends, typed views of
+//! their replies, stream ids, and what an event is as a stream entry.
+//!
+//! Pure functions: a command builder appends bytes for the loop to write, a
+//! parser takes the [`Reply`] a [`Decoder`](super::resp::Decoder) produced
+//! and returns what ssed wants from it, or why it cannot.
+//!
+//! # Ids
+//!
+//! Redis names each entry when it adds it (`XADD ... *`): the milliseconds
+//! of its clock, a dash, and a sequence number within that millisecond.
+//!
+//! ```text
+//! 1526919030474-0
+//! └──── ms ───┘ └ seq
+//! ```
+//!
+//! Ids order by the pair of numbers (`9-0` before `10-0`, `1-9` before
+//! `1-10`), not as text. Every ssed process gives a published event its
+//! stream id, so a browser's `Last-Event-ID` means the same event on every
+//! process ([`StreamId::from_last_event_id`]).
+//!
+//! # An event as an entry
+//!
+//! ```text
+//! XADD ssed:log MAXLEN ~ 100000 * topic news event update data {"n":1}
+//!                                 └─────────────── fields ──────────────┘
+//! ```
+//!
+//! - `topic`: the topic published to; always there.
+//! - `event`: the event name (SSE's `event:` line); absent when the event
+//!   has none.
+//! - `data`: the data, UTF-8, possibly empty; always there.
+//!
+//! Fields are written in that order, and read in any. A field ssed does not
+//! know is ignored, so a later version may add one without breaking older
+//! readers; a known field given twice is refused (which would be the event?).
+//! [`xadd_event`] writes these fields and [`Entry::to_event`] reads them back.
+//!
+//! # Replies
+//!
+//! `XADD` answers the new entry's id as a bulk string. `XRANGE` and
+//! `XREVRANGE` answer an array of entries, each an id and a flat array of
+//! field names and values (shown with the values of the bulk strings only):
+//!
+//! ```text
+//! *2                                       two entries
+//!   *2                                     an entry: its id, its fields
+//!     $15 1526985054069-0
+//!     *4  $4 name  $8 Virginia  $7 surname  $5 Woolf
+//!   *2
+//!     $15 1526985054079-0
+//!     *4  $4 name  $4 Jane  $7 surname  $6 Austen
+//! ```
+//!
+//! `XREAD` answers, for each stream it read that had new entries, the
+//! stream's key and its entries as `XRANGE` gives them; or a null array
+//! when its `BLOCK` time ran out with nothing new:
+//!
+//! ```text
+//! *1                                       the streams read (ssed reads one)
+//!   *2
+//!     $8 ssed:log                          its key
+//!     *1                                   its entries
+//!       *2  $15 1526985054069-0  *4 ...
+//!
+//! *-1                                      nothing arrived in time
+//! ```
+
+use std::fmt;
+use std::ops::Bound;
+use std::str::FromStr;
+
+use super::resp::{encode, encode_array_header, encode_bulk, Decimal, Reply};
+use crate::sse::{self, EncodeError};
+use crate::topics::{self, TopicError};
+
+/// The field that holds an event's topic.
+pub const FIELD_TOPIC: &[u8] = b"topic";
+/// The field that holds an event's name, when it has one.
+pub const FIELD_EVENT: &[u8] = b"event";
+/// The field that holds an event's data.
+pub const FIELD_DATA: &[u8] = b"data";
+
+/// A stream entry's id: `<ms>-<seq>`, ordered by `ms`, then `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamId {
+    /// Milliseconds since the Unix epoch, by Redis' clock when it added
+    /// the entry (or later: Redis never lets ids go backwards).
+    pub ms: u64,
+    /// The entry's number among those of the same millisecond.
+    pub seq: u64,
+}
+
+/// Why some text is not a stream id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdError {
+    /// No `-` between two numbers: a plain number (an id from a process
+    /// without `--bus`) is one of these.
+    NoDash,
+    /// A part that is not a decimal number as Redis writes one: empty, a
+    /// sign, a space, any byte but a digit, or a leading zero.
+    NotDecimal,
+    /// A part past `u64`.
+    TooLarge,
+}
+
+impl fmt::Display for IdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IdError::NoDash => "not a stream id: no '-' between <ms> and <seq>",
+            IdError::NotDecimal => "not a stream id: <ms> and <seq> must be decimal digits",
+            IdError::TooLarge => "not a stream id: a part past 64 bits",
+        })
+    }
+}
+
+impl std::error::Error for IdError {}
+
+impl StreamId {
+    /// `0-0`: before every entry a stream can hold (Redis refuses to add
+    /// it), so reading after it reads from the start.
+    pub const ZERO: StreamId = StreamId { ms: 0, seq: 0 };
+
+    /// The id `<ms>-<seq>`.
+    pub const fn new(ms: u64, seq: u64) -> StreamId {
+        StreamId { ms, seq }
+    }
+
+    /// Parses an id exactly as Redis writes one: digits, `-`, digits, each
+    /// part a `u64` without leading zeros, and nothing else (no sign, no
+    /// space, no missing part). One spelling per id, so two processes that
+    /// agree on an id agree on its text.
+    pub fn parse(text: &[u8]) -> Result<StreamId, IdError> {
+        let dash = text.iter().position(|&b| b == b'-').ok_or(IdError::NoDash)?;
+        let (ms, seq) = (&text[..dash], &text[dash + 1..]);
+        Ok(StreamId {
+            ms: decimal(ms)?,
+            seq: decimal(seq)?,
+        })
+    }
+
+    /// Reads what a reconnecting client sends as `Last-Event-ID` (header,
+    /// or `?lastEventId=`). A browser sends back the last `id:` it saw,
+    /// byte for byte, so a good one is exactly an id as [`parse`] reads it;
+    /// anything else (an id from a process without `--bus`, an edited or
+    /// truncated value, spaces) is refused, and the caller answers with the
+    /// gap event: the server cannot vouch for what the client missed.
+    ///
+    /// [`parse`]: StreamId::parse
+    pub fn from_last_event_id(value: &str) -> Result<StreamId, IdError> {
+        StreamId::parse(value.as_bytes())
+    }
+}
+
+/// One part of an id: `0`, or a digit 1-9 then digits, within `u64`.
+fn decimal(digits: &[u8]) -> Result<u64, IdError> {
+    if digits.is_empty() || (digits.first() == Some(&b'0') && digits.len() > 1) {
+        return Err(IdError::NotDecimal);
+    }
+    digits.iter().try_fold(0u64, |value, &byte| {
+        if !byte.is_ascii_digit() {
+            return Err(IdError::NotDecimal);
+        }
+        value
+            .checked_mul(10)
+            .and_then(|value| value.checked_add(u64::from(byte - b'0')))
+            .ok_or(IdError::TooLarge)
+    })
+}
+
+impl FromStr for StreamId {
+    type Err = IdError;
+
+    fn from_str(text: &str) -> Result<StreamId, IdError> {
+        StreamId::parse(text.as_bytes())
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// One stream entry: its id and its fields, in the order Redis keeps them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The entry's id.
+    pub id: StreamId,
+    /// Field names and values, as bytes.
+    pub fields: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// An ssed event read from an entry, borrowing the entry's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event<'a> {
+    /// The entry's id: the event's SSE `id:`.
+    pub id: StreamId,
+    /// The topic it was published to.
+    pub topic: &'a str,
+    /// The event name, if it has one.
+    pub name: Option<&'a str>,
+    /// The data.
+    pub data: &'a str,
+}
+
+/// Why an entry is not an ssed event. The entry is well-formed Redis (the
+/// connection is fine); someone wrote something else to the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventError {
+    /// A field every event has (`topic`, `data`) is not there.
+    Missing(&'static str),
+    /// A known field is there twice.
+    Repeated(&'static str),
+    /// A field's value is not UTF-8.
+    NotUtf8(&'static str),
+    /// The topic is not one a publisher could have named.
+    Topic(TopicError),
+    /// The event name could not be sent (it holds a line break).
+    Name(EncodeError),
+}
+
+impl fmt::Display for EventError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventError::Missing(field) => write!(f, "stream entry has no '{field}' field"),
+            EventError::Repeated(field) => write!(f, "stream entry has the '{field}' field twice"),
+            EventError::NotUtf8(field) => write!(f, "stream entry's '{field}' is not UTF-8"),
+            EventError::Topic(why) => write!(f, "stream entry's topic: {why}"),
+            EventError::Name(why) => write!(f, "stream entry's event name: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for EventError {}
+
+impl Entry {
+    /// The value of the first field named `name`.
+    pub fn field(&self, name: &[u8]) -> Option<&[u8]> {
+        self.fields
+            .iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, value)| value.as_slice())
+    }
+
+    /// Reads the entry as an ssed event (fields in the module docs),
+    /// checked as a publish is: a topic a publisher could name, an event
+    /// name without line breaks, UTF-8 throughout. An empty `event` is no
+    /// name, as on publish. A refused entry is skipped, not fatal: the
+    /// stream is shared, and anyone with access to Redis can write to it.
+    pub fn to_event(&self) -> Result<Event<'_>, EventError> {
+        let (mut topic, mut name, mut data) = (None, None, None);
+        for (field, value) in &self.fields {
+            let (slot, label) = match field.as_slice() {
+                FIELD_TOPIC => (&mut topic, "topic"),
+                FIELD_EVENT => (&mut name, "event"),
+                FIELD_DATA => (&mut data, "data"),
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(EventError::Repeated(label));
+            }
+            let text = std::str::from_utf8(value).map_err(|_| EventError::NotUtf8(label))?;
+            *slot = Some(text);
+        }
+        let topic = topic.ok_or(EventError::Missing("topic"))?;
+        topics::validate_topic(topic).map_err(EventError::Topic)?;
+        let name = name.filter(|name| !name.is_empty());
+        if let Some(name) = name {
+            sse::validate_name(name).map_err(EventError::Name)?;
+        }
+        let data = data.ok_or(EventError::Missing("data"))?;
+        Ok(Event {
+            id: self.id,
+            topic,
+            name,
+            data,
+        })
+    }
+}
+
+/// Why a reply is not what its command answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplyError {
+    /// Redis refused the command; the text of its error reply
+    /// (`ERR ...`, `WRONGTYPE ...`, `LOADING ...`).
+    Redis(String),
+    /// Not the shape of this command's reply: a bug, or not Redis at the
+    /// other end. The connection cannot be trusted further.
+    Shape(&'static str),
+    /// An entry id that is not `<ms>-<seq>`.
+    Id(IdError),
+}
+
+impl fmt::Display for ReplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplyError::Redis(text) => write!(f, "Redis: {text}"),
+            ReplyError::Shape(what) => write!(f, "unexpected reply: {what}"),
+            ReplyError::Id(why) => write!(f, "unexpected reply: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ReplyError {}
+
+impl From<IdError> for ReplyError {
+    fn from(error: IdError) -> Self {
+        ReplyError::Id(error)
+    }
+}
+
+/// An error reply becomes [`ReplyError::Redis`]; anything else passes.
+fn refused(reply: Reply) -> Result<Reply, ReplyError> {
+    match reply {
+        Reply::Error(text) => Err(ReplyError::Redis(text)),
+        reply => Ok(reply),
+    }
+}
+
+/// Checks the status line of `PING` (`PONG`) or `SELECT` (`OK`).
+pub fn parse_status(reply: Reply, expected: &str) -> Result<(), ReplyError> {
+    match refused(reply)? {
+        Reply::Simple(text) if text == expected => Ok(()),
+        _ => Err(ReplyError::Shape("not the status line expected")),
+    }
+}
+
+/// Reads an `XADD` reply: the id Redis gave the new entry.
+pub fn parse_xadd(reply: Reply) -> Result<StreamId, ReplyError> {
+    match refused(reply)? {
+        Reply::Bulk(id) => Ok(StreamId::parse(&id)?),
+        _ => Err(ReplyError::Shape("XADD answers a bulk string")),
+    }
+}
+
+/// Reads an `XRANGE` reply: entries, oldest first. An `XREVRANGE` reply
+/// has the same shape, newest first.
+pub fn parse_xrange(reply: Reply) -> Result<Vec<Entry>, ReplyError> {
+    entries(refused(reply)?)
+}
+
+/// Reads an `XREAD` reply to a read of the one stream `key`: its new
+/// entries, oldest first, or none when the `BLOCK` time ran out.
+pub fn parse_xread(reply: Reply, key: &[u8]) -> Result<Vec<Entry>, ReplyError> {
+    let streams = match refused(reply)? {
+        Reply::Nil => return Ok(Vec::new()),
+        Reply::Array(streams) => streams,
+        _ => return Err(ReplyError::Shape("XREAD answers an array or nil")),
+    };
+    // Redis answers nil rather than no streams; an empty array means the same.
+    let mut streams = streams.into_iter();
+    let stream = match (streams.next(), streams.next()) {
+        (None, _) => return Ok(Vec::new()),
+        (Some(stream), None) => stream,
+        (Some(_), Some(_)) => return Err(ReplyError::Shape("XREAD of one stream answered for several")),
+    };
+    let [name, entries_of]: [Reply; 2] = stream
+        .into_array()
+        .and_then(|pair| pair.try_into().ok())
+        .ok_or(ReplyError::Shape("XREAD's stream is not a key and entries"))?;
+    if name.as_bulk() != Some(key) {
+        return Err(ReplyError::Shape("XREAD answered for another key"));
+    }
+    entries(entries_of)
+}
+
+/// An array of entries, as `XRANGE` and `XREAD` give them.
+fn entries(reply: Reply) -> Result<Vec<Entry>, ReplyError> {
+    let items = reply
+        .into_array()
+        .ok_or(ReplyError::Shape("entries are not an array"))?;
+    items.into_iter().map(entry).collect()
+}
+
+/// One entry: `[id, [name, value, name, value, ...]]`.
+fn entry(reply: Reply) -> Result<Entry, ReplyError> {
+    let [id, flat]: [Reply; 2] = reply
+        .into_array()
+        .and_then(|pair| pair.try_into().ok())
+        .ok_or(ReplyError::Shape("an entry is not an id and fields"))?;
+    let id = id
+        .as_bulk()
+        .ok_or(ReplyError::Shape("an entry id is not a bulk string"))?;
+    let id = StreamId::parse(id)?;
+    let flat = flat
+        .into_array()
+        .ok_or(ReplyError::Shape("an entry's fields are not an array"))?;
+    let mut fields = Vec::with_capacity(flat.len() / 2);
+    let mut flat = flat.into_iter().map(|item| {
+        item.into_bulk()
+            .ok_or(ReplyError::Shape("a field name or value is not a bulk string"))
+    });
+    while let Some(name) = flat.next() {
+        let value = flat
+            .next()
+            .ok_or(ReplyError::Shape("an entry's fields are not name, value pairs"))?;
+        fields.push((name?, value?));
+    }
+    Ok(Entry { id, fields })
+}
+
+/// Appends `XADD <key> MAXLEN ~ <maxlen> * <field> <value> ...`: add an
+/// entry, and let Redis trim the stream to about `maxlen` entries. The `~`
+/// lets it trim only whole nodes of its radix tree, which is much cheaper
+/// than an exact count; the stream then holds `maxlen` or a little more.
+/// `fields` must not be empty (Redis refuses an entry without fields).
+pub fn xadd(key: &[u8], maxlen_approx: u64, fields: &[(&[u8], &[u8])], out: &mut Vec<u8>) {
+    let maxlen = Decimal::new(maxlen_approx);
+    encode_array_header(6 + 2 * fields.len(), out);
+    let head: [&[u8]; 6] = [b"XADD", key, b"MAXLEN", b"~", maxlen.as_bytes(), b"*"];
+    for arg in head {
+        encode_bulk(arg, out);
+    }
+    for (name, value) in fields {
+        encode_bulk(name, out);
+        encode_bulk(value, out);
+    }
+}
+
+/// Appends the `XADD` of one ssed event: the fields `topic`, `event` (only
+/// when there is a name) and `data`, as [`Entry::to_event`] reads them.
+pub fn xadd_event(
+    key: &[u8],
+    maxlen_approx: u64,
+    topic: &str,
+    name: Option<&str>,
+    data: &str,
+    out: &mut Vec<u8>,
+) {
+    let topic = (FIELD_TOPIC, topic.as_bytes());
+    let data = (FIELD_DATA, data.as_bytes());
+    match name {
+        Some(name) => xadd(
+            key,
+            maxlen_approx,
+            &[topic, (FIELD_EVENT, name.as_bytes()), data],
+            out,
+        ),
+        None => xadd(key, maxlen_approx, &[topic, data], out),
+    }
+}
+
+/// Appends `XREAD COUNT <count> BLOCK <block_ms> STREAMS <key> <after>`:
+/// at most `count` entries newer than `after`, waiting up to `block_ms`
+/// for the first one (`0` waits for ever). The reply holds the connection
+/// until then: this is the tail's connection, never the publishers'.
+pub fn xread_block(key: &[u8], after: StreamId, block_ms: u64, count: u64, out: &mut Vec<u8>) {
+    let (count, block, after) = (Decimal::new(count), Decimal::new(block_ms), after.to_string());
+    encode(
+        &[
+            b"XREAD",
+            b"COUNT",
+            count.as_bytes(),
+            b"BLOCK",
+            block.as_bytes(),
+            b"STREAMS",
+            key,
+            after.as_bytes(),
+        ],
+        out,
+    );
+}
+
+/// Appends `XRANGE <key> <start> <end> COUNT <count>`: at most `count`
+/// entries from `start` to `end`, oldest first. A bound is written as
+/// Redis reads it: `Included(id)` as `id`, `Excluded(id)` as `(id` (Redis
+/// 6.2 and later), `Unbounded` as `-` for a start and `+` for an end. To
+/// replay what a client missed after `id`: `Excluded(id)` to `Unbounded`.
+pub fn xrange(key: &[u8], start: Bound<StreamId>, end: Bound<StreamId>, count: u64, out: &mut Vec<u8>) {
+    let (start, end, count) = (bound(start, "-"), bound(end, "+"), Decimal::new(count));
+    encode(
+        &[
+            b"XRANGE",
+            key,
+            start.as_bytes(),
+            end.as_bytes(),
+            b"COUNT",
+            count.as_bytes(),
+        ],
+        out,
+    );
+}
+
+/// Appends `XREVRANGE <key> <end> <start> COUNT <count>`: the same as
+/// [`xrange`], newest first, with the end bound first as Redis wants it.
+/// `xrevrange(key, Unbounded, Unbounded, 1, out)` (`+ - COUNT 1`) asks for
+/// the newest entry: where a process starts to tail from.
+pub fn xrevrange(key: &[u8], end: Bound<StreamId>, start: Bound<StreamId>, count: u64, out: &mut Vec<u8>) {
+    let (end, start, count) = (bound(end, "+"), bound(start, "-"), Decimal::new(count));
+    encode(
+        &[
+            b"XREVRANGE",
+            key,
+            end.as_bytes(),
+            start.as_bytes(),
+            b"COUNT",
+            count.as_bytes(),
+        ],
+        out,
+    );
+}
+
+/// Appends `PING`: answered `+PONG`, a cheap proof the connection works.
+pub fn ping(out: &mut Vec<u8>) {
+    encode(&[b"PING"], out);
+}
+
+/// Appends `SELECT <db>`: the database of `redis://host:port/<db>`,
+/// answered `+OK`. Sent first on each connection, before anything else.
+pub fn select(db: u64, out: &mut Vec<u8>) {
+    encode(&[b"SELECT", Decimal::new(db).as_bytes()], out);
+}
+
+/// A range bound as Redis reads it; `unbounded` is `-` or `+`.
+fn bound(bound: Bound<StreamId>, unbounded: &str) -> String {
+    match bound {
+        Bound::Included(id) => id.to_string(),
+        Bound::Excluded(id) => format!("({id}"),
+        Bound::Unbounded => unbounded.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::resp::Decoder;
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+
+    /// Decodes one whole reply from real bytes, cut at every byte on the
+    /// way to make sure the cut changes nothing.
+    fn reply(bytes: &[u8]) -> Reply {
+        let whole = Decoder::new().decode(bytes);
+        for cut in 0..bytes.len() {
+            let mut decoder = Decoder::new();
+            assert_eq!(decoder.decode(&bytes[..cut]), Ok((cut, None)), "cut at {cut}");
+            let rest = decoder
+                .decode(&bytes[cut..])
+                .map(|(used, reply)| (cut + used, reply));
+            assert_eq!(rest, whole, "cut at {cut}");
+        }
+        match whole {
+            Ok((used, Some(reply))) if used == bytes.len() => reply,
+            other => panic!("not one whole reply: {other:?}"),
+        }
+    }
+
+    fn id(ms: u64, seq: u64) -> StreamId {
+        StreamId::new(ms, seq)
+    }
+
+    fn fields(pairs: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.as_bytes().to_vec(), value.as_bytes().to_vec()))
+            .collect()
+    }
+
+    /// Appends a command to a buffer.
+    type Build = Box<dyn Fn(&mut Vec<u8>)>;
+
+    /// An entry's fields, as names and values.
+    type Pairs<'a> = &'a [(&'a str, &'a [u8])];
+
+    /// A command, as `resp::encode` writes its words.
+    fn command(words: &[&str]) -> Vec<u8> {
+        let words: Vec<&[u8]> = words.iter().map(|word| word.as_bytes()).collect();
+        let mut out = Vec::new();
+        encode(&words, &mut out);
+        out
+    }
+
+    #[test]
+    fn parses_ids_as_redis_writes_them() {
+        let good: &[(&str, StreamId)] = &[
+            ("0-0", StreamId::ZERO),
+            ("0-1", id(0, 1)),
+            ("1526919030474-0", id(1_526_919_030_474, 0)),
+            ("1526919030474-55", id(1_526_919_030_474, 55)),
+            (
+                "18446744073709551615-18446744073709551615",
+                id(u64::MAX, u64::MAX),
+            ),
+        ];
+        for (text, want) in good {
+            assert_eq!(StreamId::parse(text.as_bytes()), Ok(*want), "{text}");
+            assert_eq!(text.parse::<StreamId>(), Ok(*want), "{text}");
+            assert_eq!(StreamId::from_last_event_id(text), Ok(*want), "{text}");
+            assert_eq!(want.to_string(), *text, "one spelling");
+        }
+        let bad: &[(&str, IdError)] = &[
+            ("", IdError::NoDash),
+            ("1732190400000001", IdError::NoDash),
+            ("1_0", IdError::NoDash),
+            ("-", IdError::NotDecimal),
+            ("1-", IdError::NotDecimal),
+            ("-1", IdError::NotDecimal),
+            ("-1-0", IdError::NotDecimal),
+            ("1--1", IdError::NotDecimal),
+            ("1-0-0", IdError::NotDecimal),
+            ("+1-0", IdError::NotDecimal),
+            ("1-+0", IdError::NotDecimal),
+            (" 1-0", IdError::NotDecimal),
+            ("1-0 ", IdError::NotDecimal),
+            ("1 -0", IdError::NotDecimal),
+            ("1-0\n", IdError::NotDecimal),
+            ("1-0\0", IdError::NotDecimal),
+            ("01-0", IdError::NotDecimal),
+            ("1-00", IdError::NotDecimal),
+            ("1-01", IdError::NotDecimal),
+            ("1.5-0", IdError::NotDecimal),
+            ("0x1-0", IdError::NotDecimal),
+            ("a-0", IdError::NotDecimal),
+            ("\u{ff11}-0", IdError::NotDecimal),
+            ("$", IdError::NoDash),
+            ("*", IdError::NoDash),
+            ("18446744073709551616-0", IdError::TooLarge),
+            ("1-18446744073709551616", IdError::TooLarge),
+            ("99999999999999999999999999-0", IdError::TooLarge),
+        ];
+        for (text, want) in bad {
+            assert_eq!(StreamId::parse(text.as_bytes()), Err(*want), "{text:?}");
+            assert_eq!(StreamId::from_last_event_id(text), Err(*want), "{text:?}");
+        }
+        assert_eq!(
+            IdError::NoDash.to_string(),
+            "not a stream id: no '-' between <ms> and <seq>"
+        );
+    }
+
+    #[test]
+    fn ids_order_by_their_numbers_not_their_text() {
+        let mut ids: Vec<StreamId> = [
+            "10-0",
+            "9-0",
+            "1-10",
+            "1-9",
+            "1-18446744073709551615",
+            "2-0",
+            "0-0",
+        ]
+        .iter()
+        .map(|text| text.parse().expect("an id"))
+        .collect();
+        ids.sort();
+        let texts: Vec<String> = ids.iter().map(StreamId::to_string).collect();
+        assert_eq!(
+            texts,
+            [
+                "0-0",
+                "1-9",
+                "1-10",
+                "1-18446744073709551615",
+                "2-0",
+                "9-0",
+                "10-0"
+            ]
+        );
+        assert!(id(1, 0) > id(0, u64::MAX));
+    }
+
+    #[test]
+    fn reads_xadd_replies() {
+        assert_eq!(
+            parse_xadd(reply(b"$15\r\n1526919030474-0\r\n")),
+            Ok(id(1_526_919_030_474, 0))
+        );
+        let too_small =
+            b"-ERR The ID specified in XADD is equal or smaller than the target stream top item\r\n";
+        assert_eq!(
+            parse_xadd(reply(too_small)),
+            Err(ReplyError::Redis(
+                "ERR The ID specified in XADD is equal or smaller than the target stream top item".into()
+            ))
+        );
+        let wrong_type = b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
+        assert!(
+            matches!(parse_xadd(reply(wrong_type)), Err(ReplyError::Redis(text)) if text.starts_with("WRONGTYPE"))
+        );
+        let readonly = b"-READONLY You can't write against a read only replica.\r\n";
+        assert!(matches!(parse_xadd(reply(readonly)), Err(ReplyError::Redis(_))));
+        // NOMKSTREAM's nil, which ssed never asks for, and other shapes.
+        for other in [&b"$-1\r\n"[..], b":1\r\n", b"+OK\r\n", b"*1\r\n$3\r\n1-0\r\n"] {
+            assert_eq!(
+                parse_xadd(reply(other)),
+                Err(ReplyError::Shape("XADD answers a bulk string"))
+            );
+        }
+        assert_eq!(
+            parse_xadd(reply(b"$3\r\n1-x\r\n")),
+            Err(ReplyError::Id(IdError::NotDecimal))
+        );
+    }
+
+    /// `XRANGE writers - + COUNT 2`, from the Redis documentation.
+    const XRANGE_WRITERS: &[u8] = b"*2\r\n\
+        *2\r\n$15\r\n1526985054069-0\r\n\
+        *4\r\n$4\r\nname\r\n$8\r\nVirginia\r\n$7\r\nsurname\r\n$5\r\nWoolf\r\n\
+        *2\r\n$15\r\n1526985054079-0\r\n\
+        *4\r\n$4\r\nname\r\n$4\r\nJane\r\n$7\r\nsurname\r\n$6\r\nAusten\r\n";
+
+    #[test]
+    fn reads_xrange_replies() {
+        assert_eq!(
+            parse_xrange(reply(XRANGE_WRITERS)),
+            Ok(vec![
+                Entry {
+                    id: id(1_526_985_054_069, 0),
+                    fields: fields(&[("name", "Virginia"), ("surname", "Woolf")]),
+                },
+                Entry {
+                    id: id(1_526_985_054_079, 0),
+                    fields: fields(&[("name", "Jane"), ("surname", "Austen")]),
+                },
+            ])
+        );
+        assert_eq!(parse_xrange(reply(b"*0\r\n")), Ok(vec![]));
+        // Binary values and an empty one pass as they are.
+        let binary = b"*1\r\n*2\r\n$3\r\n7-1\r\n*2\r\n$1\r\nk\r\n$0\r\n\r\n";
+        assert_eq!(
+            parse_xrange(reply(binary)).map(|e| e[0].fields.clone()),
+            Ok(vec![(b"k".to_vec(), Vec::new())])
+        );
+        let invalid = b"-ERR Invalid stream ID specified as stream command argument\r\n";
+        assert!(matches!(parse_xrange(reply(invalid)), Err(ReplyError::Redis(_))));
+        let shapes: &[(&[u8], ReplyError)] = &[
+            (b"$-1\r\n", ReplyError::Shape("entries are not an array")),
+            (b"*-1\r\n", ReplyError::Shape("entries are not an array")),
+            (
+                b"*1\r\n$3\r\n1-0\r\n",
+                ReplyError::Shape("an entry is not an id and fields"),
+            ),
+            (
+                b"*1\r\n*1\r\n$3\r\n1-0\r\n",
+                ReplyError::Shape("an entry is not an id and fields"),
+            ),
+            (
+                b"*1\r\n*3\r\n$3\r\n1-0\r\n*0\r\n*0\r\n",
+                ReplyError::Shape("an entry is not an id and fields"),
+            ),
+            (
+                b"*1\r\n*2\r\n:1\r\n*0\r\n",
+                ReplyError::Shape("an entry id is not a bulk string"),
+            ),
+            (b"*1\r\n*2\r\n$1\r\n1\r\n*0\r\n", ReplyError::Id(IdError::NoDash)),
+            // A deleted entry as XREADGROUP shows one from its history: no fields.
+            (
+                b"*1\r\n*2\r\n$3\r\n1-0\r\n*-1\r\n",
+                ReplyError::Shape("an entry's fields are not an array"),
+            ),
+            (
+                b"*1\r\n*2\r\n$3\r\n1-0\r\n*1\r\n$1\r\nk\r\n",
+                ReplyError::Shape("an entry's fields are not name, value pairs"),
+            ),
+            (
+                b"*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nk\r\n:1\r\n",
+                ReplyError::Shape("a field name or value is not a bulk string"),
+            ),
+        ];
+        for (bytes, want) in shapes {
+            assert_eq!(
+                parse_xrange(reply(bytes)).as_ref(),
+                Err(want),
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+
+    /// `XREAD COUNT 100 BLOCK 5000 STREAMS ssed:log 1700000000000-0`, two
+    /// events published by ssed.
+    const XREAD_SSED: &[u8] = b"*1\r\n*2\r\n$8\r\nssed:log\r\n*2\r\n\
+        *2\r\n$15\r\n1700000000001-0\r\n\
+        *6\r\n$5\r\ntopic\r\n$4\r\nnews\r\n$5\r\nevent\r\n$6\r\nupdate\r\n$4\r\ndata\r\n$7\r\n{\"n\":1}\r\n\
+        *2\r\n$15\r\n1700000000001-1\r\n\
+        *4\r\n$5\r\ntopic\r\n$7\r\ndefault\r\n$4\r\ndata\r\n$4\r\nl1\nl\r\n";
+
+    #[test]
+    fn reads_xread_replies() {
+        let entries = parse_xread(reply(XREAD_SSED), b"ssed:log").expect("entries");
+        assert_eq!(
+            entries,
+            vec![
+                Entry {
+                    id: id(1_700_000_000_001, 0),
+                    fields: fields(&[("topic", "news"), ("event", "update"), ("data", "{\"n\":1}")]),
+                },
+                Entry {
+                    id: id(1_700_000_000_001, 1),
+                    fields: fields(&[("topic", "default"), ("data", "l1\nl")]),
+                },
+            ]
+        );
+        // BLOCK ran out: a null array, no entries. (`$-1` is the same
+        // `Reply::Nil` once decoded; Redis writes `*-1` here.)
+        assert_eq!(parse_xread(reply(b"*-1\r\n"), b"ssed:log"), Ok(vec![]));
+        assert_eq!(parse_xread(reply(b"*0\r\n"), b"ssed:log"), Ok(vec![]));
+        assert_eq!(
+            parse_xread(reply(XREAD_SSED), b"other"),
+            Err(ReplyError::Shape("XREAD answered for another key"))
+        );
+        // `XREAD COUNT 2 STREAMS mystream writers 0-0 0-0`, shortened from
+        // the Redis documentation: two streams, where ssed reads one.
+        let two_streams = b"*2\r\n\
+            *2\r\n$8\r\nmystream\r\n*1\r\n*2\r\n$15\r\n1526984818136-0\r\n*2\r\n$8\r\nduration\r\n$4\r\n1532\r\n\
+            *2\r\n$7\r\nwriters\r\n*1\r\n*2\r\n$15\r\n1526985676425-0\r\n*2\r\n$4\r\nname\r\n$8\r\nVirginia\r\n";
+        assert_eq!(
+            parse_xread(reply(two_streams), b"mystream"),
+            Err(ReplyError::Shape("XREAD of one stream answered for several"))
+        );
+        let shapes: &[(&[u8], ReplyError)] = &[
+            (b":0\r\n", ReplyError::Shape("XREAD answers an array or nil")),
+            (b"+OK\r\n", ReplyError::Shape("XREAD answers an array or nil")),
+            (
+                b"*1\r\n$8\r\nssed:log\r\n",
+                ReplyError::Shape("XREAD's stream is not a key and entries"),
+            ),
+            (
+                b"*1\r\n*1\r\n$8\r\nssed:log\r\n",
+                ReplyError::Shape("XREAD's stream is not a key and entries"),
+            ),
+            (
+                b"*1\r\n*2\r\n:8\r\n*0\r\n",
+                ReplyError::Shape("XREAD answered for another key"),
+            ),
+            (
+                b"*1\r\n*2\r\n$8\r\nssed:log\r\n$0\r\n\r\n",
+                ReplyError::Shape("entries are not an array"),
+            ),
+        ];
+        for (bytes, want) in shapes {
+            assert_eq!(
+                parse_xread(reply(bytes), b"ssed:log").as_ref(),
+                Err(want),
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        let wrong_type = b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
+        assert!(matches!(
+            parse_xread(reply(wrong_type), b"ssed:log"),
+            Err(ReplyError::Redis(_))
+        ));
+    }
+
+    #[test]
+    fn reads_status_lines() {
+        assert_eq!(parse_status(reply(b"+PONG\r\n"), "PONG"), Ok(()));
+        assert_eq!(parse_status(reply(b"+OK\r\n"), "OK"), Ok(()));
+        assert_eq!(
+            parse_status(reply(b"-ERR DB index is out of range\r\n"), "OK"),
+            Err(ReplyError::Redis("ERR DB index is out of range".into()))
+        );
+        assert_eq!(
+            parse_status(
+                reply(b"-LOADING Redis is loading the dataset in memory\r\n"),
+                "PONG"
+            ),
+            Err(ReplyError::Redis(
+                "LOADING Redis is loading the dataset in memory".into()
+            ))
+        );
+        assert_eq!(
+            parse_status(reply(b"$4\r\nPONG\r\n"), "PONG"),
+            Err(ReplyError::Shape("not the status line expected"))
+        );
+        assert_eq!(
+            parse_status(reply(b"+OK\r\n"), "PONG"),
+            Err(ReplyError::Shape("not the status line expected"))
+        );
+    }
+
+    #[test]
+    fn builds_commands() {
+        let mut out = Vec::new();
+        xread_block(b"ssed:log", id(1_700_000_000_000, 3), 5000, 100, &mut out);
+        // Written out once by hand, byte for byte.
+        assert_eq!(
+            out,
+            b"*8\r\n$5\r\nXREAD\r\n$5\r\nCOUNT\r\n$3\r\n100\r\n$5\r\nBLOCK\r\n$4\r\n5000\r\n\
+              $7\r\nSTREAMS\r\n$8\r\nssed:log\r\n$15\r\n1700000000000-3\r\n"
+        );
+        let cases: Vec<(Build, Vec<u8>)> = vec![
+            (
+                Box::new(|out| xadd(b"ssed:log", 100_000, &[(b"k", b"v"), (b"a b", b"")], out)),
+                command(&[
+                    "XADD", "ssed:log", "MAXLEN", "~", "100000", "*", "k", "v", "a b", "",
+                ]),
+            ),
+            (
+                Box::new(|out| xadd_event(b"ssed:log", 1024, "news", Some("update"), "{\"n\":1}", out)),
+                command(&[
+                    "XADD",
+                    "ssed:log",
+                    "MAXLEN",
+                    "~",
+                    "1024",
+                    "*",
+                    "topic",
+                    "news",
+                    "event",
+                    "update",
+                    "data",
+                    "{\"n\":1}",
+                ]),
+            ),
+            (
+                Box::new(|out| xadd_event(b"ssed:log", 1024, "default", None, "a\r\nb", out)),
+                command(&[
+                    "XADD", "ssed:log", "MAXLEN", "~", "1024", "*", "topic", "default", "data", "a\r\nb",
+                ]),
+            ),
+            (
+                Box::new(|out| xread_block(b"k", StreamId::ZERO, 0, 1, out)),
+                command(&["XREAD", "COUNT", "1", "BLOCK", "0", "STREAMS", "k", "0-0"]),
+            ),
+            (
+                Box::new(|out| xrange(b"k", Excluded(id(5, 1)), Unbounded, 500, out)),
+                command(&["XRANGE", "k", "(5-1", "+", "COUNT", "500"]),
+            ),
+            (
+                Box::new(|out| xrange(b"k", Included(id(5, 1)), Included(id(9, 0)), 10, out)),
+                command(&["XRANGE", "k", "5-1", "9-0", "COUNT", "10"]),
+            ),
+            (
+                Box::new(|out| xrange(b"k", Unbounded, Excluded(id(9, 0)), 10, out)),
+                command(&["XRANGE", "k", "-", "(9-0", "COUNT", "10"]),
+            ),
+            (
+                Box::new(|out| xrevrange(b"k", Unbounded, Unbounded, 1, out)),
+                command(&["XREVRANGE", "k", "+", "-", "COUNT", "1"]),
+            ),
+            (
+                Box::new(|out| xrevrange(b"k", Excluded(id(9, 0)), Included(id(5, 1)), 2, out)),
+                command(&["XREVRANGE", "k", "(9-0", "5-1", "COUNT", "2"]),
+            ),
+            (Box::new(ping), command(&["PING"])),
+            (Box::new(|out| select(15, out)), command(&["SELECT", "15"])),
+        ];
+        for (build, want) in cases {
+            let mut out = b"queued".to_vec();
+            build(&mut out);
+            assert_eq!(&out[..6], b"queued", "appends");
+            assert_eq!(String::from_utf8_lossy(&out[6..]), String::from_utf8_lossy(&want));
+        }
+    }
+
+    fn entry_of(pairs: Pairs<'_>) -> Entry {
+        Entry {
+            id: id(7, 0),
+            fields: pairs
+                .iter()
+                .map(|(name, value)| (name.as_bytes().to_vec(), value.to_vec()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn reads_entries_as_events() {
+        let event = |topic, name, data| Event {
+            id: id(7, 0),
+            topic,
+            name,
+            data,
+        };
+        let good: &[(Pairs<'_>, Event<'_>)] = &[
+            (
+                &[("topic", b"news"), ("event", b"update"), ("data", b"hi")],
+                event("news", Some("update"), "hi"),
+            ),
+            (&[("data", b"hi"), ("topic", b"news")], event("news", None, "hi")),
+            (
+                &[("topic", b"news"), ("event", b""), ("data", b"")],
+                event("news", None, ""),
+            ),
+            (
+                &[
+                    ("origin", b"\xff"),
+                    ("topic", b"a/b"),
+                    ("data", b"x\r\ny"),
+                    ("topic2", b"*"),
+                ],
+                event("a/b", None, "x\r\ny"),
+            ),
+        ];
+        for (pairs, want) in good {
+            assert_eq!(entry_of(pairs).to_event(), Ok(*want), "{pairs:?}");
+        }
+        let bad: &[(Pairs<'_>, EventError)] = &[
+            (&[("topic", b"news")], EventError::Missing("data")),
+            (&[("data", b"hi")], EventError::Missing("topic")),
+            (&[], EventError::Missing("topic")),
+            (
+                &[("topic", b"a"), ("data", b"1"), ("data", b"2")],
+                EventError::Repeated("data"),
+            ),
+            (
+                &[("topic", b"a"), ("topic", b"a"), ("data", b"")],
+                EventError::Repeated("topic"),
+            ),
+            (
+                &[("event", b"x"), ("event", b"x"), ("data", b"")],
+                EventError::Repeated("event"),
+            ),
+            (&[("topic", b"a"), ("data", b"\xff")], EventError::NotUtf8("data")),
+            (&[("topic", b"\xc3"), ("data", b"")], EventError::NotUtf8("topic")),
+            (
+                &[("topic", b"news/*"), ("data", b"")],
+                EventError::Topic(TopicError::Wildcard),
+            ),
+            (
+                &[("topic", b""), ("data", b"")],
+                EventError::Topic(TopicError::Empty),
+            ),
+            (
+                &[("topic", b"a"), ("event", b"x\ndata: injected"), ("data", b"")],
+                EventError::Name(EncodeError::NameHasLineBreak),
+            ),
+        ];
+        for (pairs, want) in bad {
+            assert_eq!(entry_of(pairs).to_event().as_ref(), Err(want), "{pairs:?}");
+        }
+        assert_eq!(
+            EventError::Missing("data").to_string(),
+            "stream entry has no 'data' field"
+        );
+        assert_eq!(entry_of(&[("k", b"1"), ("k", b"2")]).field(b"k"), Some(&b"1"[..]));
+        assert_eq!(entry_of(&[]).field(b"k"), None);
+    }
+
+    #[test]
+    fn what_xadd_event_writes_to_event_reads() {
+        for (topic, name, data) in [
+            ("news", Some("update"), "{\"n\":1}"),
+            ("default", None, ""),
+            ("t", None, "a\nb"),
+        ] {
+            let mut out = Vec::new();
+            xadd_event(b"ssed:log", 10, topic, name, data, &mut out);
+            // A command is an array of bulk strings: decode it as a reply,
+            // and take what follows the `*` as the entry's fields.
+            let (_, Some(Reply::Array(words))) = Decoder::new().decode(&out).expect("RESP") else {
+                panic!("not a command");
+            };
+            let mut flat = Vec::new();
+            for word in &words[6..] {
+                flat.push(word.clone());
+            }
+            let mut entry_reply = Vec::new();
+            Reply::Array(vec![Reply::Bulk(b"1-2".to_vec()), Reply::Array(flat)]).encode(&mut entry_reply);
+            let mut xrange_reply = b"*1\r\n".to_vec();
+            xrange_reply.extend_from_slice(&entry_reply);
+            let entries = parse_xrange(reply(&xrange_reply)).expect("entries");
+            let event = entries[0].to_event().expect("an event");
+            assert_eq!(
+                (event.id, event.topic, event.name, event.data),
+                (id(1, 2), topic, name, data)
+            );
+        }
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        assert_eq!(ReplyError::Redis("ERR no".into()).to_string(), "Redis: ERR no");
+        assert_eq!(
+            ReplyError::Shape("XADD answers a bulk string").to_string(),
+            "unexpected reply: XADD answers a bulk string"
+        );
+        assert_eq!(
+            ReplyError::from(IdError::TooLarge).to_string(),
+            "unexpected reply: not a stream id: a part past 64 bits"
+        );
+        assert_eq!(
+            EventError::Topic(TopicError::Wildcard).to_string(),
+            "stream entry's topic: '*' only as a whole pattern or a last '/*'"
+        );
+    }
+}
