@@ -19,6 +19,7 @@
 //! Because the variable's name is derived from the flag's, and `--help` is
 //! printed from the same rows, the three cannot drift apart.
 
+mod bus;
 mod flags;
 mod values;
 
@@ -27,11 +28,14 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use bus::{BusAddr, DEFAULT_REDIS_PORT, MAX_BUS_KEY, MAX_REDIS_DB};
 pub use flags::HelpText;
 use flags::{Takes, FLAGS};
 
 /// Where the daemon serves unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The bus's keys start with this unless `--bus-key` says otherwise.
+pub const DEFAULT_BUS_KEY: &str = "ssed";
 
 // The range of every numeric flag. Each has a top, so that no number an
 // operator can type overflows the arithmetic done with it later, and each
@@ -72,6 +76,9 @@ pub const MAX_QUEUE: u64 = 1 << 30;
 /// worst expansion of the encoding (every byte a line of its own, seven
 /// bytes each) 64 MiB stays well below 4 GiB.
 pub const MAX_BODY: u64 = 64 << 20;
+/// Most `--bus-retention`: a hundred million entries of the shared stream,
+/// all held in Redis's memory; a thousand times the default.
+pub const MAX_BUS_RETENTION: u64 = 100_000_000;
 
 /// Everything the server needs to know, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +112,19 @@ pub struct Config {
     /// `--jwt-secret` (or `--jwt-secret-file`, `SSED_JWT_SECRET`):
     /// subscribers need a token signed with it.
     pub jwt_secret: Option<Secret>,
+    /// `--bus`: the Redis (or Valkey) server whose stream this process
+    /// shares with others; `None`, a process on its own. Parsed and
+    /// checked, but the bus is not built yet: `parse` refuses it.
+    pub bus: Option<BusAddr>,
+    /// `--bus-key`: what the bus's Redis keys start with (`<key>:log`).
+    pub bus_key: String,
+    /// `--bus-retention`: about how many entries the shared stream keeps
+    /// (`XADD ... MAXLEN ~`).
+    pub bus_retention: u64,
+    /// `--reuseport`: `SO_REUSEPORT` on every listener, so that several
+    /// processes can listen on one address and the kernel spreads new
+    /// connections over them.
+    pub reuseport: bool,
 }
 
 /// A secret's bytes; its `Debug` never shows them.
@@ -145,6 +165,10 @@ impl Default for Config {
             stdin_topic: None,
             trace: false,
             jwt_secret: None,
+            bus: None,
+            bus_key: DEFAULT_BUS_KEY.to_string(),
+            bus_retention: 100_000,
+            reuseport: false,
         }
     }
 }
@@ -211,6 +235,15 @@ pub fn parse(
     read_env(&mut raw, env)?;
     refuse_both_of_a_pair(&raw)?;
     let config = apply(&raw)?;
+    // The bus is checked (a bad URL is caught today) but not built yet.
+    // Serving without it would look like working and share nothing, so
+    // ssed refuses to start instead. This goes when the bus lands.
+    if let Some(bus) = flags::find("bus").and_then(|(index, _)| raw[index].as_ref()) {
+        return Err(ConfigError(format!(
+            "{}: the Redis bus is not built yet",
+            bus.name
+        )));
+    }
     Ok(Command::Run(config))
 }
 

@@ -36,6 +36,10 @@ fn help_lists_every_flag_with_defaults() {
         "--cors-origin ORIGIN",
         "--stdin [TOPIC]",
         "--trace",
+        "--bus URL",
+        "--bus-key NAME",
+        "--bus-retention N",
+        "--reuseport",
         "--help",
         "--version",
     ] {
@@ -356,5 +360,32 @@ fn bad_variables_exit_2_naming_the_variable() {
             stderr.starts_with(&format!("ssed: {says}")),
             "{var}={value}: {stderr}"
         );
+    }
+}
+
+/// Until the bus is built, `--bus` stops ssed at the start rather than
+/// letting it serve alone while the operator believes it shares a stream.
+#[test]
+fn the_bus_is_refused_until_it_is_built() {
+    for (args, env, says) in [
+        (
+            &["--bus", "redis://127.0.0.1:6379"][..],
+            &[][..],
+            "ssed: --bus: the Redis bus is not built yet",
+        ),
+        (
+            &[],
+            &[("SSED_BUS", "redis+unix:///run/redis.sock")],
+            "ssed: SSED_BUS: the Redis bus",
+        ),
+        (&["--bus", "redis://h:6379/16"], &[], "ssed: --bus: database '16'"),
+    ] {
+        let out = exits(ssed_command(
+            &[&["--listen", "127.0.0.1:0", "--tick", "0"][..], args].concat(),
+            env,
+        ));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
+        assert!(stderr.starts_with(says), "{args:?} {env:?}: {stderr}");
     }
 }

@@ -9,10 +9,10 @@
 
 use std::fmt;
 
-use super::values;
+use super::{bus, values, BusAddr};
 use super::{Config, ConfigError};
-use super::{MAX_BODY, MAX_CONNS, MAX_HEADER_TIMEOUT_SECS, MAX_HISTORY, MAX_PERIOD_SECS, MAX_QUEUE};
-use super::{MAX_RETRY_MS, MIN_QUEUE};
+use super::{MAX_BODY, MAX_BUS_RETENTION, MAX_CONNS, MAX_HEADER_TIMEOUT_SECS, MAX_HISTORY};
+use super::{MAX_PERIOD_SECS, MAX_QUEUE, MAX_RETRY_MS, MIN_QUEUE};
 use crate::topics;
 
 /// One flag.
@@ -260,6 +260,55 @@ pub(super) static FLAGS: &[Flag] = &[
         range: "",
         apply: |config, name, text| {
             config.trace = values::switch(name, text)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "bus",
+        takes: Takes::Value("URL"),
+        repeats: false,
+        same_as: None,
+        help: "share one ordered stream with other processes (not built yet)",
+        range: "redis://HOST[:PORT][/DB] or redis+unix:///PATH[?db=DB]",
+        apply: |config, name, url| {
+            let addr = BusAddr::parse(url).map_err(|e| ConfigError(format!("{name}: {e}")))?;
+            config.bus = Some(addr);
+            Ok(())
+        },
+    },
+    Flag {
+        name: "bus-key",
+        takes: Takes::Value("NAME"),
+        repeats: false,
+        same_as: None,
+        help: "what the bus's Redis keys start with",
+        range: "default: ssed, 1 to 64 of A-Z a-z 0-9 : _ . -",
+        apply: |config, name, key| {
+            config.bus_key = bus::key(name, key)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "bus-retention",
+        takes: Takes::Value("N"),
+        repeats: false,
+        same_as: None,
+        help: "entries the shared stream keeps",
+        range: "default: 100000, at least 1, at most 100000000",
+        apply: |config, name, text| {
+            config.bus_retention = values::number(name, text, 1, MAX_BUS_RETENTION, "a hundred million")?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "reuseport",
+        takes: Takes::Switch,
+        repeats: false,
+        same_as: None,
+        help: "SO_REUSEPORT on every listener, so several processes share a port",
+        range: "",
+        apply: |config, name, text| {
+            config.reuseport = values::switch(name, text)?;
             Ok(())
         },
     },

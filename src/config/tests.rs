@@ -34,6 +34,10 @@ fn defaults_match_the_spec() {
     assert_eq!(config.max_body, 64 << 10);
     assert_eq!(config.header_timeout, Duration::from_secs(10));
     assert_eq!(config.cors_origin.as_deref(), Some("*"));
+    assert_eq!(config.bus, None);
+    assert_eq!(config.bus_key, "ssed");
+    assert_eq!(config.bus_retention, 100_000);
+    assert!(!config.reuseport);
 }
 
 #[test]
@@ -161,6 +165,7 @@ fn numbers_are_bounded() {
         ("--max-conns", "1", "10000000", "0", "10000001"),
         ("--max-queue", "1024", "1073741824", "1023", "1073741825"),
         ("--max-body", "0", "67108864", "-1", "67108865"),
+        ("--bus-retention", "1", "100000000", "0", "100000001"),
     ] {
         for ok in [least, most] {
             assert!(run(&[flag, ok]).is_ok(), "{flag} {ok}");
@@ -217,6 +222,7 @@ fn help_shows_every_bound() {
         MAX_CONNS,
         MAX_QUEUE,
         MAX_BODY,
+        MAX_BUS_RETENTION,
     ] {
         assert!(help.contains(&format!("at most {bound}]")), "{bound} in --help");
     }
@@ -242,8 +248,15 @@ fn every_flag_from_the_environment() {
         ("cors-origin", "https://example.com"),
         ("stdin", "news"),
         ("trace", "1"),
+        ("bus-key", "app:events"),
+        ("bus-retention", "5000"),
+        ("reuseport", "true"),
     ];
-    for flag in FLAGS.iter().filter(|flag| !flag.name.starts_with("jwt-")) {
+    // The JWT pair and --bus have tests of their own.
+    for flag in FLAGS
+        .iter()
+        .filter(|flag| !flag.name.starts_with("jwt-") && flag.name != "bus")
+    {
         assert!(
             values.iter().any(|(name, _)| *name == flag.name),
             "--{} is tested",
@@ -268,7 +281,11 @@ fn every_flag_from_the_environment() {
     assert_eq!(run_env(&[], &env).unwrap(), from_args);
     assert_ne!(from_args, Config::default());
     assert_eq!(from_args.listen.len(), 2);
-    assert!(from_args.trace);
+    assert!(from_args.trace && from_args.reuseport);
+    assert_eq!(
+        (from_args.bus_key.as_str(), from_args.bus_retention),
+        ("app:events", 5000)
+    );
 }
 
 /// What the environment says, and what a flag on the command line does to it.
@@ -418,4 +435,36 @@ fn the_jwt_secret_from_either_flag_or_variable() {
         "{short}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--bus` is parsed, so a bad URL is refused with its reason; a good one
+/// is refused too, until the bus is built.
+#[test]
+fn the_bus_is_checked_then_refused() {
+    for (args, says) in [
+        (
+            &["--bus", "redis://127.0.0.1:6379"][..],
+            "--bus: the Redis bus is not built yet",
+        ),
+        (
+            &["--bus=redis+unix:///run/redis.sock", "--bus-key", "k"],
+            "--bus: the Redis bus is not built yet",
+        ),
+        (
+            &["--bus", "redis://h:1/16"],
+            "--bus: database '16' is not a number from 0 to 15",
+        ),
+        (&["--bus", "redis://h:99999"], "--bus: port '99999'"),
+        (
+            &["--bus", "rediss://h:1"],
+            "--bus: TLS (rediss://) is not supported",
+        ),
+        (&["--bus-key", ""], "--bus-key: the key is empty"),
+    ] {
+        let error = run(args).expect_err(&format!("{args:?}")).0;
+        assert!(error.starts_with(says), "{args:?}: {error}");
+    }
+    // Without --bus, its companions are checked and kept for later.
+    let config = run(&["--bus-key", "k", "--bus-retention", "1"]).unwrap();
+    assert_eq!((config.bus_key.as_str(), config.bus_retention), ("k", 1));
 }
