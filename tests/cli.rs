@@ -79,8 +79,8 @@ fn ssed_command(args: &[&str], env: &[(&str, &str)]) -> Command {
     }
     command
         .args(args)
-        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -387,5 +387,75 @@ fn the_bus_is_refused_until_it_is_built() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
         assert!(stderr.starts_with(says), "{args:?} {env:?}: {stderr}");
+    }
+}
+
+/// With `--reuseport`, a second ssed listens on the first one's address,
+/// and the kernel hands new connections to both.
+#[test]
+fn reuseport_lets_two_processes_share_a_port() {
+    // Each process logs every connection it accepts (at debug level).
+    let log = [("RUST_LOG", "info,ssed::server=debug")];
+    let first = BinaryServer::start(ssed_command(
+        &["--listen", "127.0.0.1:0", "--tick", "0", "--reuseport"],
+        &log,
+    ));
+    let addr = first.addr.to_string();
+    let second = BinaryServer::start(ssed_command(
+        &["--listen", &addr, "--tick", "0", "--reuseport"],
+        &log,
+    ));
+    assert_eq!(second.addr, first.addr);
+    // Linux picks a listener by a hash of the connection's ports: with a
+    // new source port each time, both are chosen within a few tries (the
+    // chance that 200 all go to one is 2^-199).
+    let mut accepted = [0; 2];
+    for _ in 0..200 {
+        let health = request(
+            first.addr,
+            "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(health.status, 200);
+        for (count, server) in accepted.iter_mut().zip([&first, &second]) {
+            *count += server
+                .log
+                .try_iter()
+                .filter(|line| line.contains(" accepted from "))
+                .count();
+        }
+        if accepted.iter().all(|&n| n > 0) {
+            return;
+        }
+    }
+    // The logs may lag behind the answers: wait, bounded, for what is missing.
+    for (count, server) in accepted.iter().zip([&first, &second]) {
+        if *count == 0 {
+            server.wait_log(" accepted from ");
+        }
+    }
+}
+
+/// Without `--reuseport`, the second process cannot bind, and says where.
+#[test]
+fn without_reuseport_a_second_process_cannot_bind() {
+    for (first_args, second_args) in [
+        (&["--tick", "0"][..], &["--tick", "0"][..]),
+        // Both must ask: one that does not keeps the port to itself.
+        (&["--tick", "0"], &["--tick", "0", "--reuseport"]),
+        (&["--tick", "0", "--reuseport"], &["--tick", "0"]),
+    ] {
+        let first = BinaryServer::spawn(first_args);
+        let addr = first.addr.to_string();
+        let out = exits(ssed_command(
+            &[&["--listen", &addr][..], second_args].concat(),
+            &[],
+        ));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{second_args:?}: {stderr}");
+        assert!(stderr.contains(&format!("cannot listen on {addr}: ")), "{stderr}");
+        assert!(
+            stderr.contains("--reuseport"),
+            "the message names the way out: {stderr}"
+        );
     }
 }
