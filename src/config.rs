@@ -1,19 +1,41 @@
-//! The command line: raw arguments, then a validated [`Config`].
+//! The command line and the environment, validated into a [`Config`].
 //!
-//! Parsing is two steps, as in ripgrep: [`parse`] reads each flag and its
-//! value as it stands and checks each alone (a number is a number), then
-//! [`Config`] is the whole set with defaults filled in. `--help` text lives
-//! here too, next to the flags it describes, so the two cannot drift.
+//! Every flag is one row of a table (`config/flags.rs`): its name, what it
+//! takes, its `--help` line, and the function that checks a value and
+//! sets it. Parsing is two steps, as in ripgrep (`lowargs.rs`, then
+//! `hiargs.rs`): first collect the raw text of each flag, from the
+//! command line and then from the environment for the flags the command
+//! line left out; then check each text and build the [`Config`].
+//!
+//! ```text
+//! argv ── read_args ──▶ raw: per flag, its texts and where they came
+//!                        │   from ("--tick", or "SSED_TICK" below)
+//! SSED_* ─ read_env ───▶ │   (only flags the command line did not give)
+//!                        ▼
+//!                  apply each row's check ──▶ Config, or an error that
+//!                                             names the flag or variable
+//! ```
+//!
+//! Because the variable's name is derived from the flag's, and `--help` is
+//! printed from the same rows, the three cannot drift apart.
+
+mod bus;
+mod flags;
+mod values;
 
 use std::ffi::OsString;
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::topics;
+pub use bus::{BusAddr, DEFAULT_REDIS_PORT, MAX_BUS_KEY, MAX_REDIS_DB};
+pub use flags::HelpText;
+use flags::{Takes, FLAGS};
 
 /// Where the daemon serves unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The bus's keys start with this unless `--bus-key` says otherwise.
+pub const DEFAULT_BUS_KEY: &str = "ssed";
 
 // The range of every numeric flag. Each has a top, so that no number an
 // operator can type overflows the arithmetic done with it later, and each
@@ -54,6 +76,9 @@ pub const MAX_QUEUE: u64 = 1 << 30;
 /// worst expansion of the encoding (every byte a line of its own, seven
 /// bytes each) 64 MiB stays well below 4 GiB.
 pub const MAX_BODY: u64 = 64 << 20;
+/// Most `--bus-retention`: a hundred million entries of the shared stream,
+/// all held in Redis's memory; a thousand times the default.
+pub const MAX_BUS_RETENTION: u64 = 100_000_000;
 
 /// Everything the server needs to know, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +112,19 @@ pub struct Config {
     /// `--jwt-secret` (or `--jwt-secret-file`, `SSED_JWT_SECRET`):
     /// subscribers need a token signed with it.
     pub jwt_secret: Option<Secret>,
+    /// `--bus`: the Redis (or Valkey) server whose stream this process
+    /// shares with others; `None`, a process on its own. Parsed and
+    /// checked, but the bus is not built yet: `parse` refuses it.
+    pub bus: Option<BusAddr>,
+    /// `--bus-key`: what the bus's Redis keys start with (`<key>:log`).
+    pub bus_key: String,
+    /// `--bus-retention`: about how many entries the shared stream keeps
+    /// (`XADD ... MAXLEN ~`).
+    pub bus_retention: u64,
+    /// `--reuseport`: `SO_REUSEPORT` on every listener, so that several
+    /// processes can listen on one address and the kernel spreads new
+    /// connections over them.
+    pub reuseport: bool,
 }
 
 /// A secret's bytes; its `Debug` never shows them.
@@ -127,6 +165,10 @@ impl Default for Config {
             stdin_topic: None,
             trace: false,
             jwt_secret: None,
+            bus: None,
+            bus_key: DEFAULT_BUS_KEY.to_string(),
+            bus_retention: 100_000,
+            reuseport: false,
         }
     }
 }
@@ -156,39 +198,21 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// The `--help` text.
-pub const HELP: &str = "\
-ssed - a small Server-Sent Events daemon
+/// The `--help` text, printed from the table of flags.
+pub const HELP: HelpText = HelpText;
 
-USAGE:
-    ssed [OPTIONS]
+/// What one flag was given: where from, and its texts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Given {
+    /// The flag (`--tick`) or variable (`SSED_TICK`), for messages.
+    name: String,
+    /// Its values, in order; several only for a flag that repeats (or one
+    /// given twice, where the last wins).
+    texts: Vec<String>,
+}
 
-OPTIONS:
-    --listen ADDR          address to serve on; repeat for several   [default: 127.0.0.1:8080]
-    --tick SECS            ticker period, 0 disables                 [default: 1, at most 86400]
-    --heartbeat SECS       ': ping' to streams silent this long, 0 disables  [default: 15, at most 86400]
-    --retry MS             reconnection hint sent on connect         [default: 3000, at most 3600000]
-    --history N            events kept for Last-Event-ID replay      [default: 1024, at most 1000000]
-    --max-conns N          most open connections                     [default: open-file limit - 128, at most 10000000]
-    --max-queue BYTES      unsent bytes per subscriber before eviction  [default: 1048576, at least 1024, at most 1073741824]
-    --max-body BYTES       largest publish body                      [default: 65536, at most 67108864]
-    --header-timeout SECS  time to receive a whole request           [default: 10, at most 3600]
-    --publish-token TOKEN  require 'Authorization: Bearer TOKEN' to publish
-                           (also env SSED_PUBLISH_TOKEN)             [default: none]
-    --jwt-secret SECRET    subscribers need a JWT signed with SECRET (HS256, at least
-                           32 bytes); also --jwt-secret-file PATH, env SSED_JWT_SECRET
-    --cors-origin ORIGIN   Access-Control-Allow-Origin; '' sends none  [default: *]
-    --stdin [TOPIC]        publish each line of standard input       [default topic: default]
-    --trace                log every byte in and out, escaped
-    -h, --help             print this help
-    -V, --version          print the version
-
-Seconds may have a fraction (0.5); one that is not 0 is at least 0.001.
-A number outside its range is refused.
-
-Logging goes to standard error; set the level with RUST_LOG (default: info).
-SIGINT or SIGTERM shuts down gracefully.
-";
+/// Per row of [`FLAGS`], what it was given, if anything.
+type Raw = Vec<Option<Given>>;
 
 /// Parses the arguments after the program name. `env` looks up environment
 /// variables (passed in so tests need not touch the real environment).
@@ -196,405 +220,148 @@ pub fn parse(
     args: impl IntoIterator<Item = OsString>,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Command, ConfigError> {
-    let mut args: Vec<String> = args
+    let args: Vec<String> = args
         .into_iter()
         .map(|arg| {
             arg.into_string()
                 .map_err(|arg| ConfigError(format!("argument is not UTF-8: {arg:?}")))
         })
         .collect::<Result<_, _>>()?;
-    args.reverse();
-    let mut config = Config {
-        publish_token: env("SSED_PUBLISH_TOKEN").filter(|t| !t.is_empty()),
-        jwt_secret: match env("SSED_JWT_SECRET").filter(|s| !s.is_empty()) {
-            Some(secret) => Some(jwt_secret("SSED_JWT_SECRET", secret.into_bytes())?),
-            None => None,
-        },
-        ..Config::default()
+    let mut raw = match read_args(args)? {
+        Read::Flags(raw) => raw,
+        Read::Help => return Ok(Command::Help),
+        Read::Version => return Ok(Command::Version),
     };
-    let mut listen = Vec::new();
-    while let Some(arg) = args.pop() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag.to_string(), Some(value.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |name: &str| -> Result<String, ConfigError> {
-            inline
-                .clone()
-                .or_else(|| args.pop())
-                .ok_or_else(|| ConfigError(format!("{name} needs a value")))
-        };
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
-            "--listen" => listen.push(parse_addr(&value("--listen")?)?),
-            "--tick" => config.tick = parse_period("--tick", &value("--tick")?, MAX_PERIOD_SECS, "1 day")?,
-            "--heartbeat" => {
-                config.heartbeat =
-                    parse_period("--heartbeat", &value("--heartbeat")?, MAX_PERIOD_SECS, "1 day")?;
-            }
-            "--retry" => {
-                config.retry_ms = parse_number("--retry", &value("--retry")?, 0, MAX_RETRY_MS, "1 hour")?
-            }
-            "--history" => {
-                config.history = parse_count("--history", &value("--history")?, 0, MAX_HISTORY, "a million")?
-            }
-            "--max-conns" => {
-                let text = value("--max-conns")?;
-                config.max_conns = Some(parse_count("--max-conns", &text, 1, MAX_CONNS, "ten million")?);
-            }
-            "--max-queue" => {
-                let text = value("--max-queue")?;
-                config.max_queue = parse_count("--max-queue", &text, MIN_QUEUE, MAX_QUEUE, "1 GiB")?;
-            }
-            "--max-body" => {
-                config.max_body = parse_count("--max-body", &value("--max-body")?, 0, MAX_BODY, "64 MiB")?
-            }
-            "--header-timeout" => {
-                let text = value("--header-timeout")?;
-                config.header_timeout =
-                    parse_period("--header-timeout", &text, MAX_HEADER_TIMEOUT_SECS, "1 hour")?.ok_or_else(
-                        || ConfigError(format!("--header-timeout: {} must be more than 0", text.trim())),
-                    )?;
-            }
-            "--publish-token" => {
-                let token = value("--publish-token")?;
-                config.publish_token = (!token.is_empty()).then_some(token);
-            }
-            "--jwt-secret" => {
-                config.jwt_secret = Some(jwt_secret("--jwt-secret", value("--jwt-secret")?.into_bytes())?);
-            }
-            "--jwt-secret-file" => {
-                let path = value("--jwt-secret-file")?;
-                let mut bytes = std::fs::read(&path)
-                    .map_err(|e| ConfigError(format!("--jwt-secret-file: {path}: {e}")))?;
-                // A file written by `echo` ends with a line break that is
-                // not part of the secret.
-                while bytes.last().is_some_and(|b| b.is_ascii_whitespace()) {
-                    bytes.pop();
-                }
-                config.jwt_secret = Some(jwt_secret("--jwt-secret-file", bytes)?);
-            }
-            "--cors-origin" => {
-                let origin = value("--cors-origin")?;
-                if origin.contains(['\r', '\n']) {
-                    return Err(ConfigError("--cors-origin must be one line".into()));
-                }
-                config.cors_origin = (!origin.is_empty()).then_some(origin);
-            }
-            "--stdin" => {
-                // The topic is optional: take the next word unless it is a flag.
-                let topic = match inline {
-                    Some(topic) => topic,
-                    None if args.last().is_some_and(|next| !next.starts_with('-')) => {
-                        args.pop().unwrap_or_default()
-                    }
-                    None => topics::DEFAULT_TOPIC.to_string(),
-                };
-                topics::validate_topic(&topic).map_err(|e| ConfigError(format!("--stdin: {e}")))?;
-                config.stdin_topic = Some(topic);
-            }
-            "--trace" => config.trace = true,
-            other => return Err(ConfigError(format!("unknown option '{other}' (see --help)"))),
-        }
-    }
-    if !listen.is_empty() {
-        config.listen = listen;
+    read_env(&mut raw, env)?;
+    refuse_both_of_a_pair(&raw)?;
+    let config = apply(&raw)?;
+    // The bus is checked (a bad URL is caught today) but not built yet.
+    // Serving without it would look like working and share nothing, so
+    // ssed refuses to start instead. This goes when the bus lands.
+    if let Some(bus) = flags::find("bus").and_then(|(index, _)| raw[index].as_ref()) {
+        return Err(ConfigError(format!(
+            "{}: the Redis bus is not built yet",
+            bus.name
+        )));
     }
     Ok(Command::Run(config))
 }
 
-/// A JWT secret, checked: long enough, and usable by this build.
-fn jwt_secret(flag: &str, bytes: Vec<u8>) -> Result<Secret, ConfigError> {
-    if !cfg!(feature = "jwt") {
-        return Err(ConfigError(format!(
-            "{flag}: this ssed was built without the jwt feature (cargo build --features jwt)"
-        )));
-    }
-    if bytes.len() < MIN_JWT_SECRET {
-        return Err(ConfigError(format!(
-            "{flag}: the secret must be at least {MIN_JWT_SECRET} bytes (RFC 7518 §3.2), not {}",
-            bytes.len()
-        )));
-    }
-    Ok(Secret(bytes))
+/// The command line, read but not checked.
+enum Read {
+    /// The raw texts per flag; only the flags' names are checked.
+    Flags(Raw),
+    /// `--help`, which wins over anything else, checked or not.
+    Help,
+    /// `--version`, likewise.
+    Version,
 }
 
-fn parse_addr(text: &str) -> Result<SocketAddr, ConfigError> {
-    if let Ok(addr) = text.parse() {
-        return Ok(addr);
+/// Reads the command line into raw texts per flag.
+fn read_args(args: Vec<String>) -> Result<Read, ConfigError> {
+    let mut raw: Raw = vec![None; FLAGS.len()];
+    let mut args = args.into_iter().peekable();
+    while let Some(arg) = args.next() {
+        let (word, inline) = match arg.split_once('=') {
+            Some((word, value)) if word.starts_with("--") => (word, Some(value.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        match word {
+            "-h" | "--help" => return Ok(Read::Help),
+            "-V" | "--version" => return Ok(Read::Version),
+            _ => {}
+        }
+        let Some((index, flag)) = word.strip_prefix("--").and_then(flags::find) else {
+            return Err(ConfigError(format!("unknown option '{word}' (see --help)")));
+        };
+        let text = match (&flag.takes, inline) {
+            (_, Some(text)) => text,
+            (Takes::Value(_), None) => args
+                .next()
+                .ok_or_else(|| ConfigError(format!("{word} needs a value")))?,
+            (Takes::MaybeValue(_, bare), None) => args
+                .next_if(|next| !next.starts_with('-'))
+                .unwrap_or_else(|| bare.to_string()),
+            (Takes::Switch, None) => "true".to_string(),
+        };
+        raw[index]
+            .get_or_insert_with(|| Given {
+                name: flag.long(),
+                texts: Vec::new(),
+            })
+            .texts
+            .push(text);
     }
-    text.to_socket_addrs()
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| {
-            ConfigError(format!(
-                "--listen: '{text}' is not an address like 127.0.0.1:8080"
-            ))
-        })
+    Ok(Read::Flags(raw))
 }
 
-/// A whole number from `least` to `most`; `words` says `most` for people.
-fn parse_number(name: &str, text: &str, least: u64, most: u64, words: &str) -> Result<u64, ConfigError> {
-    let text = text.trim();
-    let too_many = || {
-        ConfigError(format!(
-            "{name}: {text} is more than the most allowed, {most} ({words})"
-        ))
+/// Fills in, from `SSED_*`, each flag the command line did not give. An
+/// empty variable counts as unset; a repeating flag's variable is a
+/// comma-separated list.
+fn read_env(raw: &mut Raw, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+    let on_command_line: Vec<bool> = raw.iter().map(Option::is_some).collect();
+    for (index, flag) in FLAGS.iter().enumerate() {
+        let pair_given = flag
+            .same_as
+            .and_then(flags::find)
+            .is_some_and(|(other, _)| on_command_line[other]);
+        if on_command_line[index] || pair_given {
+            continue;
+        }
+        let name = flag.env();
+        let Some(text) = env(&name).filter(|text| !text.is_empty()) else {
+            continue;
+        };
+        let texts = if flag.repeats {
+            let items: Vec<String> = text.split(',').map(|item| item.trim().to_string()).collect();
+            if items.iter().any(String::is_empty) {
+                return Err(ConfigError(format!("{name}: an empty item in the list '{text}'")));
+            }
+            items
+        } else {
+            vec![text]
+        };
+        raw[index] = Some(Given { name, texts });
+    }
+    Ok(())
+}
+
+/// Two flags that set one thing (`--jwt-secret`, `--jwt-secret-file`)
+/// cannot both be given: which should win is anyone's guess.
+fn refuse_both_of_a_pair(raw: &Raw) -> Result<(), ConfigError> {
+    for (flag, given) in FLAGS.iter().zip(raw) {
+        let (Some(given), Some((other, _))) = (given, flag.same_as.and_then(flags::find)) else {
+            continue;
+        };
+        if let Some(other) = &raw[other] {
+            return Err(ConfigError(format!(
+                "{} and {} set the same thing: give one",
+                given.name, other.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks every text and builds the [`Config`], defaults filling the rest.
+fn apply(raw: &Raw) -> Result<Config, ConfigError> {
+    // `--listen` adds to the list, so the list starts empty and gets its
+    // default only if nothing was added.
+    let mut config = Config {
+        listen: Vec::new(),
+        ..Config::default()
     };
-    let n: u64 = match text.parse() {
-        Ok(n) => n,
-        // All digits, yet not a u64: a number past even u64::MAX.
-        Err(_) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => return Err(too_many()),
-        Err(_) => return Err(ConfigError(format!("{name}: '{text}' is not a whole number"))),
-    };
-    if n > most {
-        return Err(too_many());
+    for (flag, given) in FLAGS.iter().zip(raw) {
+        let Some(given) = given else { continue };
+        for text in &given.texts {
+            (flag.apply)(&mut config, &given.name, text)?;
+        }
     }
-    if n < least {
-        return Err(ConfigError(format!(
-            "{name}: {text} is less than the least allowed, {least}"
-        )));
+    if config.listen.is_empty() {
+        config.listen = Config::default().listen;
     }
-    Ok(n)
-}
-
-/// [`parse_number`] for a count or size kept as `usize`.
-fn parse_count(name: &str, text: &str, least: u64, most: u64, words: &str) -> Result<usize, ConfigError> {
-    let n = parse_number(name, text, least, most, words)?;
-    // Every bound above fits in 32 bits and ssed runs only where `usize`
-    // has at least 32, so this cannot fail; checked rather than cast all
-    // the same.
-    usize::try_from(n).map_err(|_| ConfigError(format!("{name}: {n} does not fit in memory here")))
-}
-
-/// Seconds, fractions allowed (`0.5`), at most `most`; `0` means off
-/// (`None`), and anything else is at least [`MIN_DURATION`].
-fn parse_period(name: &str, text: &str, most: u64, words: &str) -> Result<Option<Duration>, ConfigError> {
-    let text = text.trim();
-    let secs: f64 = text
-        .parse()
-        .ok()
-        .filter(|secs: &f64| !secs.is_nan())
-        .ok_or_else(|| ConfigError(format!("{name}: '{text}' is not a number of seconds")))?;
-    // Compared as f64 before any conversion: `Duration::from_secs_f64`
-    // panics on a negative or huge value.
-    if secs > most as f64 {
-        return Err(ConfigError(format!(
-            "{name}: {text} is more than the most allowed, {most} ({words})"
-        )));
-    }
-    if secs < 0.0 {
-        return Err(ConfigError(format!(
-            "{name}: {text} is less than the least allowed, 0"
-        )));
-    }
-    if secs == 0.0 {
-        return Ok(None);
-    }
-    let least = MIN_DURATION.as_secs_f64();
-    if secs < least {
-        return Err(ConfigError(format!(
-            "{name}: {text} is less than the least allowed, {least} (1 ms)"
-        )));
-    }
-    Ok(Some(Duration::from_secs_f64(secs)))
+    Ok(config)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn run(args: &[&str]) -> Result<Config, ConfigError> {
-        match parse(args.iter().map(OsString::from), |_| None)? {
-            Command::Run(config) => Ok(config),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn defaults_match_the_spec() {
-        let config = run(&[]).unwrap();
-        assert_eq!(config, Config::default());
-        assert_eq!(config.listen, vec![DEFAULT_LISTEN.parse().unwrap()]);
-        assert_eq!(config.tick, Some(Duration::from_secs(1)));
-        assert_eq!(config.heartbeat, Some(Duration::from_secs(15)));
-        assert_eq!(config.retry_ms, 3000);
-        assert_eq!(config.history, 1024);
-        assert_eq!(config.max_queue, 1 << 20);
-        assert_eq!(config.max_body, 64 << 10);
-        assert_eq!(config.header_timeout, Duration::from_secs(10));
-        assert_eq!(config.cors_origin.as_deref(), Some("*"));
-    }
-
-    #[test]
-    fn reads_every_flag() {
-        let config = run(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--listen=[::1]:9000",
-            "--tick",
-            "0",
-            "--heartbeat",
-            "0.5",
-            "--retry",
-            "100",
-            "--history",
-            "7",
-            "--max-conns",
-            "50",
-            "--max-queue",
-            "4096",
-            "--max-body",
-            "10",
-            "--header-timeout",
-            "2",
-            "--publish-token",
-            "s3",
-            "--cors-origin",
-            "https://example.com",
-            "--stdin",
-            "news",
-            "--trace",
-        ])
-        .unwrap();
-        assert_eq!(config.listen.len(), 2);
-        assert_eq!(config.tick, None);
-        assert_eq!(config.heartbeat, Some(Duration::from_millis(500)));
-        assert_eq!(config.retry_ms, 100);
-        assert_eq!(config.history, 7);
-        assert_eq!(config.max_conns, Some(50));
-        assert_eq!(config.max_queue, 4096);
-        assert_eq!(config.max_body, 10);
-        assert_eq!(config.header_timeout, Duration::from_secs(2));
-        assert_eq!(config.publish_token.as_deref(), Some("s3"));
-        assert_eq!(config.cors_origin.as_deref(), Some("https://example.com"));
-        assert_eq!(config.stdin_topic.as_deref(), Some("news"));
-        assert!(config.trace);
-    }
-
-    #[test]
-    fn stdin_topic_is_optional() {
-        assert_eq!(run(&["--stdin"]).unwrap().stdin_topic.as_deref(), Some("default"));
-        let config = run(&["--stdin", "--trace"]).unwrap();
-        assert_eq!(config.stdin_topic.as_deref(), Some("default"));
-        assert!(config.trace);
-    }
-
-    #[test]
-    fn token_from_env_and_empty_cors() {
-        let command = parse([], |name| {
-            (name == "SSED_PUBLISH_TOKEN").then(|| "env".to_string())
-        })
-        .unwrap();
-        assert!(matches!(command, Command::Run(c) if c.publish_token.as_deref() == Some("env")));
-        assert_eq!(run(&["--cors-origin", ""]).unwrap().cors_origin, None);
-    }
-
-    #[test]
-    fn help_and_version() {
-        assert_eq!(parse([OsString::from("--help")], |_| None), Ok(Command::Help));
-        assert_eq!(parse([OsString::from("-V")], |_| None), Ok(Command::Version));
-        for flag in [
-            "--listen",
-            "--tick",
-            "--heartbeat",
-            "--retry",
-            "--history",
-            "--max-conns",
-            "--max-queue",
-            "--max-body",
-            "--header-timeout",
-            "--publish-token",
-            "--cors-origin",
-            "--stdin",
-            "--trace",
-        ] {
-            assert!(HELP.contains(flag), "{flag} in --help");
-        }
-    }
-
-    #[test]
-    fn refuses_bad_values() {
-        for args in [
-            &["--tick", "soon"][..],
-            &["--tick", "-1"],
-            &["--tick", "NaN"],
-            &["--retry", "1.5"],
-            &["--max-conns", "0"],
-            &["--header-timeout", "0"],
-            &["--listen", "nowhere"],
-            &["--listen"],
-            &["--bogus"],
-            &["--max-queue", "10"],
-            &["--cors-origin", "a\nb"],
-            &["--retry", "-1"],
-            &["--retry", ""],
-            &["--heartbeat", "inf"],
-            &["--heartbeat", "-inf"],
-        ] {
-            assert!(run(args).is_err(), "{args:?}");
-        }
-    }
-
-    /// Each numeric flag at the ends of its range, and one step past them.
-    #[test]
-    fn numbers_are_bounded() {
-        let huge = "18446744073709551615"; // u64::MAX
-        let huger = "18446744073709551616"; // u64::MAX + 1
-        for (flag, least, most, under, over) in [
-            ("--tick", "0.001", "86400", "0.0009", "86400.001"),
-            ("--heartbeat", "0.001", "86400", "0.0009", "86401"),
-            ("--header-timeout", "0.001", "3600", "0", "3601"),
-            ("--retry", "0", "3600000", "-1", "3600001"),
-            ("--history", "0", "1000000", "-1", "1000001"),
-            ("--max-conns", "1", "10000000", "0", "10000001"),
-            ("--max-queue", "1024", "1073741824", "1023", "1073741825"),
-            ("--max-body", "0", "67108864", "-1", "67108865"),
-        ] {
-            for ok in [least, most] {
-                assert!(run(&[flag, ok]).is_ok(), "{flag} {ok}");
-            }
-            for bad in [under, over, huge, huger] {
-                let error = run(&[flag, bad]).expect_err(&format!("{flag} {bad}")).0;
-                assert!(error.starts_with(&format!("{flag}: ")), "{error}");
-            }
-            let error = run(&[flag, over]).unwrap_err().0;
-            assert!(
-                error.contains(&format!("{over} is more than the most allowed, {most} (")),
-                "{error}"
-            );
-        }
-    }
-
-    #[test]
-    fn bounds_hold_what_they_promise() {
-        // Shutdown adds up to five times --retry to --retry.
-        assert!(MAX_RETRY_MS.checked_mul(6).is_some());
-        // Frame offsets are u32; an event encodes to at most 7 bytes per
-        // body byte ("data: \n" for each empty line), plus a little.
-        assert!(MAX_BODY * 8 < u64::from(u32::MAX));
-        // The --stdin reader reads a line of --max-body plus one byte.
-        assert!(MAX_BODY.checked_add(1).is_some());
-        // --max-conns plus the overflow slots, on a 32-bit usize too.
-        assert!(MAX_CONNS + 1024 < u64::from(u32::MAX));
-        assert!(MAX_QUEUE < u64::from(u32::MAX) && MAX_HISTORY < u64::from(u32::MAX));
-    }
-
-    #[test]
-    fn help_shows_every_bound() {
-        for bound in [
-            MAX_PERIOD_SECS,
-            MAX_HEADER_TIMEOUT_SECS,
-            MAX_RETRY_MS,
-            MAX_HISTORY,
-            MAX_CONNS,
-            MAX_QUEUE,
-            MAX_BODY,
-        ] {
-            assert!(HELP.contains(&format!("at most {bound}]")), "{bound} in --help");
-        }
-        assert!(HELP.contains(&format!("at least {MIN_QUEUE},")));
-        assert!(HELP.contains(&format!("at least {}.", MIN_DURATION.as_secs_f64())));
-    }
-}
+mod tests;

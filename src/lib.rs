@@ -130,6 +130,9 @@ pub fn run(config: Config) -> io::Result<()> {
     }
     let mut server = Server::bind(config.clone(), max_conns)?;
     server.attach_signals(signal::Signals::install()?)?;
+    if config.reuseport {
+        info!("--reuseport: other processes may listen on the same address; the kernel spreads connections");
+    }
     for addr in server.local_addrs() {
         info!("listening on http://{addr}");
     }

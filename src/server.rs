@@ -183,8 +183,25 @@ impl Server {
         }
         let mut listeners = Vec::new();
         for (index, addr) in config.listen.iter().enumerate() {
-            let std_listener = std::net::TcpListener::bind(addr)?;
-            os::widen_backlog(&std_listener);
+            // With --reuseport, SO_REUSEPORT must be set before bind, which
+            // std's bind cannot do; os.rs makes the socket itself.
+            let bound = if config.reuseport {
+                os::listen_reuseport(*addr)
+            } else {
+                std::net::TcpListener::bind(addr).inspect(os::widen_backlog)
+            };
+            let std_listener = bound.map_err(|e| {
+                let hint = match (e.kind(), config.reuseport) {
+                    (io::ErrorKind::AddrInUse, false) => {
+                        " (is another ssed running? with --reuseport on each, several can share it)"
+                    }
+                    (io::ErrorKind::AddrInUse, true) => {
+                        " (held by a process without --reuseport, or by another user)"
+                    }
+                    _ => "",
+                };
+                io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}{hint}"))
+            })?;
             os::set_nodelay(&std_listener)?;
             std_listener.set_nonblocking(true)?;
             let mut listener = TcpListener::from_std(std_listener);

@@ -36,6 +36,10 @@ fn help_lists_every_flag_with_defaults() {
         "--cors-origin ORIGIN",
         "--stdin [TOPIC]",
         "--trace",
+        "--bus URL",
+        "--bus-key NAME",
+        "--bus-retention N",
+        "--reuseport",
         "--help",
         "--version",
     ] {
@@ -46,6 +50,8 @@ fn help_lists_every_flag_with_defaults() {
         text.contains("[default: 3000, at most 3600000]"),
         "--retry's range"
     );
+    assert!(text.contains("SSED_LISTEN"), "the environment rule");
+    assert!(text.contains("command line wins"), "the environment rule");
 }
 
 #[test]
@@ -62,18 +68,37 @@ fn version_and_bad_flags() {
     assert_eq!(ssed(&["--no-such-flag"]).status.code(), Some(2));
 }
 
+/// `ssed args` with exactly the `SSED_*` variables in `env`: none leak in
+/// from the environment the tests run in.
+fn ssed_command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ssed"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SSED_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .args(args)
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
 /// Runs ssed with `args` (on a free port, no ticker) and waits, bounded, for
 /// it to exit. A value ssed wrongly accepts leaves it serving: then it is
 /// killed and the test fails instead of hanging.
 fn ssed_exits(args: &[&str]) -> std::process::Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_ssed"))
-        .args(["--listen", "127.0.0.1:0", "--tick", "0"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run ssed");
+    let mut all = vec!["--listen", "127.0.0.1:0", "--tick", "0"];
+    all.extend_from_slice(args);
+    exits(ssed_command(&all, &[]))
+}
+
+/// Runs `command` and waits, bounded, for it to exit (see [`ssed_exits`]).
+fn exits(mut command: Command) -> std::process::Output {
+    let child = command.stdout(Stdio::piped()).spawn().expect("run ssed");
     let pid = child.id() as libc::pid_t;
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || tx.send(child.wait_with_output()));
@@ -85,7 +110,7 @@ fn ssed_exits(args: &[&str]) -> std::process::Output {
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
             }
-            panic!("ssed {args:?} started instead of refusing the command line");
+            panic!("{command:?} started instead of refusing the command line");
         }
     }
 }
@@ -299,4 +324,157 @@ fn warns_when_open_beyond_loopback_without_a_token() {
     // A second --listen beyond loopback (port 0: any free port).
     let server = BinaryServer::spawn(&["--listen", "0.0.0.0:0", "--tick", "0"]);
     server.wait_log("no --publish-token");
+}
+
+#[test]
+fn serves_configured_by_the_environment_alone() {
+    let env = [
+        ("SSED_TICK", "0"),
+        ("SSED_LISTEN", "127.0.0.1:0"),
+        ("SSED_RETRY", "1234"),
+    ];
+    let server = BinaryServer::start(ssed_command(&[], &env));
+    let mut sub = Subscriber::open(server.addr, "/events", "");
+    assert_eq!(sub.next_block().retry, Some(1234));
+    sub.connected();
+}
+
+#[test]
+fn a_flag_on_the_command_line_wins_over_the_environment() {
+    // SSED_RETRY alone is refused; under --retry it is not even read.
+    let env = [
+        ("SSED_TICK", "0"),
+        ("SSED_LISTEN", "127.0.0.1:0"),
+        ("SSED_RETRY", "huge"),
+    ];
+    let server = BinaryServer::start(ssed_command(&["--retry", "4321"], &env));
+    let mut sub = Subscriber::open(server.addr, "/events", "");
+    assert_eq!(sub.next_block().retry, Some(4321));
+}
+
+#[test]
+fn bad_variables_exit_2_naming_the_variable() {
+    for (var, value, says) in [
+        ("SSED_RETRY", "huge", "SSED_RETRY: 'huge' is not a whole number"),
+        (
+            "SSED_RETRY",
+            "18446744073709551615",
+            "SSED_RETRY: 18446744073709551615 is more than",
+        ),
+        (
+            "SSED_TRACE",
+            "yes",
+            "SSED_TRACE: 'yes' is not one of 1, true, 0, false",
+        ),
+        (
+            "SSED_LISTEN",
+            "nowhere",
+            "SSED_LISTEN: 'nowhere' is not an address",
+        ),
+    ] {
+        let out = exits(ssed_command(&["--tick", "0"], &[(var, value)]));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("ssed: {says}")),
+            "{var}={value}: {stderr}"
+        );
+    }
+}
+
+/// Until the bus is built, `--bus` stops ssed at the start rather than
+/// letting it serve alone while the operator believes it shares a stream.
+#[test]
+fn the_bus_is_refused_until_it_is_built() {
+    for (args, env, says) in [
+        (
+            &["--bus", "redis://127.0.0.1:6379"][..],
+            &[][..],
+            "ssed: --bus: the Redis bus is not built yet",
+        ),
+        (
+            &[],
+            &[("SSED_BUS", "redis+unix:///run/redis.sock")],
+            "ssed: SSED_BUS: the Redis bus",
+        ),
+        (&["--bus", "redis://h:6379/16"], &[], "ssed: --bus: database '16'"),
+    ] {
+        let out = exits(ssed_command(
+            &[&["--listen", "127.0.0.1:0", "--tick", "0"][..], args].concat(),
+            env,
+        ));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
+        assert!(stderr.starts_with(says), "{args:?} {env:?}: {stderr}");
+    }
+}
+
+/// With `--reuseport`, a second ssed listens on the first one's address,
+/// and the kernel hands new connections to both.
+#[test]
+fn reuseport_lets_two_processes_share_a_port() {
+    // Each process logs every connection it accepts (at debug level).
+    let log = [("RUST_LOG", "info,ssed::server=debug")];
+    let first = BinaryServer::start(ssed_command(
+        &["--listen", "127.0.0.1:0", "--tick", "0", "--reuseport"],
+        &log,
+    ));
+    let addr = first.addr.to_string();
+    let second = BinaryServer::start(ssed_command(
+        &["--listen", &addr, "--tick", "0", "--reuseport"],
+        &log,
+    ));
+    assert_eq!(second.addr, first.addr);
+    // Linux picks a listener by a hash of the connection's ports: with a
+    // new source port each time, both are chosen within a few tries (the
+    // chance that 200 all go to one is 2^-199).
+    let mut accepted = [0; 2];
+    for _ in 0..200 {
+        let health = request(
+            first.addr,
+            "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(health.status, 200);
+        for (count, server) in accepted.iter_mut().zip([&first, &second]) {
+            *count += server
+                .log
+                .try_iter()
+                .filter(|line| line.contains(" accepted from "))
+                .count();
+        }
+        if accepted.iter().all(|&n| n > 0) {
+            return;
+        }
+    }
+    // The logs may lag behind the answers: wait, bounded, for what is missing.
+    for (count, server) in accepted.iter().zip([&first, &second]) {
+        if *count == 0 {
+            server.wait_log(" accepted from ");
+        }
+    }
+}
+
+/// Without `--reuseport`, the second process cannot bind, and says where.
+#[test]
+fn without_reuseport_a_second_process_cannot_bind() {
+    for (first_args, second_args) in [
+        (&["--tick", "0"][..], &["--tick", "0"][..]),
+        // Both must ask: one that does not keeps the port to itself.
+        (&["--tick", "0"], &["--tick", "0", "--reuseport"]),
+        (&["--tick", "0", "--reuseport"], &["--tick", "0"]),
+    ] {
+        let first = BinaryServer::spawn(first_args);
+        let addr = first.addr.to_string();
+        let out = exits(ssed_command(
+            &[&["--listen", &addr][..], second_args].concat(),
+            &[],
+        ));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{second_args:?}: {stderr}");
+        assert!(stderr.contains(&format!("cannot listen on {addr}: ")), "{stderr}");
+        assert!(
+            stderr.contains("--reuseport"),
+            "the message names the way out: {stderr}"
+        );
+    }
 }
