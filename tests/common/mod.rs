@@ -300,14 +300,17 @@ impl Client {
     /// Reads more bytes into the buffer; false on EOF.
     fn fill(&mut self) -> bool {
         let mut chunk = [0u8; 16 * 1024];
-        match self.stream.read(&mut chunk) {
-            Ok(0) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
-            Err(e) => panic!("read: {e} (buffered: {:?})", String::from_utf8_lossy(&self.buf)),
+        loop {
+            return match self.stream.read(&mut chunk) {
+                Ok(0) => false,
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    true
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
+                Err(e) => panic!("read: {e} (buffered: {:?})", String::from_utf8_lossy(&self.buf)),
+            };
         }
     }
 
