@@ -12,8 +12,8 @@
 //! **wire** knows bytes. Read in this order to follow a byte from
 //! `accept()` to the browser:
 //!
-//! - [`config`]: the command line and `SSED_*` environment, validated into
-//!   a [`Config`].
+//! - [`config`]: the command line and `SSED_*` environment, one table of
+//!   flags (`config/flags.rs`), validated into a [`Config`].
 //!
 //! The loop:
 //! - [`server`]: `Poll`, listeners, the slab of connections; accept, read,
@@ -23,7 +23,8 @@
 //! - [`timer`]: deadlines as a heap, one kind per timeout (408, linger,
 //!   heartbeat), the ticker, the accept back-off, the shutdown grace.
 //! - [`signal`], [`os`]: SIGINT/SIGTERM via a self-pipe; the fd limit,
-//!   listen backlog and `TCP_NODELAY`. The only `unsafe` in the crate.
+//!   listen backlog, `TCP_NODELAY` and `SO_REUSEPORT`. The only `unsafe`
+//!   in the crate.
 //!
 //! The application (no `mio` here):
 //! - [`service`]: a request in, an answer out (respond, publish, open a
@@ -44,7 +45,8 @@
 //! - [`http`]: HTTP/1.1: the request reader, heads via `httparse` with
 //!   their limits, chunked bodies, query strings, responses and every
 //!   refusal.
-//! - [`bus`]: the Redis bus's wire: RESP2, and the Streams commands, replies and ids.
+//! - [`bus`]: the Redis bus's wire: RESP2, and the Streams commands,
+//!   replies and ids (the bus itself is not wired into the loop yet).
 //! - [`sse`]: the `text/event-stream` text, as WHATWG defines it.
 //! - [`frame`]: chunk framing, done once per event and shared.
 //! - [`clock`]: wall-clock formatting for ticks, `Date` and ids.
