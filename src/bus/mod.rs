@@ -11,7 +11,11 @@
 //!   that is how they arrive, with limits a hostile server cannot pass;
 //! - [`streams`]: the Redis Streams commands ssed sends (`XADD`, `XREAD`,
 //!   `XRANGE`, `XREVRANGE`, `PING`, `SELECT`), the typed views of their
-//!   replies, stream ids, and the fields an ssed event has in the stream.
+//!   replies, stream ids, and the fields an ssed event has in the stream;
+//! - [`link`]: the two connections' logic as state machines: handshake and
+//!   jittered backoff, `XADD`s matched to who asked (and "outcome unknown"
+//!   when a connection breaks), the tail that fills the history, reads on,
+//!   and tells a loss after a reconnect.
 //!
 //! # Why RESP2
 //!
@@ -46,5 +50,6 @@
 //! what [`streams`] encodes and hands whatever it reads to a
 //! [`resp::Decoder`], one per connection.
 
+pub mod link;
 pub mod resp;
 pub mod streams;
