@@ -30,17 +30,20 @@
 //!
 //!   L there                  ──▶ XREAD from L: nothing was lost
 //!   L gone, stream not empty ──▶ Lost { last: L } once, then XREAD from L
-//!   L gone, stream empty     ──▶ XREAD from 0-0, no Lost
+//!   L gone, stream empty     ──▶ Lost { last: L } once, then XREAD from 0-0
 //! ```
 //!
 //! "Continue" after a loss means: deliver everything after `L` that the
 //! stream still holds. `XREAD` from `L` does exactly that, whether `L` is
 //! there or not (it reads ids greater than `L`), so what was trimmed is
 //! lost (and said so with `event: gap`) and nothing that remains is. An
-//! empty stream (deleted, or a Redis that came back with nothing) has no
-//! entry to tell a loss by, and any entry it gets from now on is new: it
-//! is read from `0-0`, whatever ids it then gives, so nothing it holds is
-//! skipped even if its ids restart below `L`.
+//! empty stream that no longer holds `L` is a Redis that came back with
+//! nothing (restarted without persistence, a failover that lost writes, a
+//! deleted key): everything this process did not deliver is gone, and
+//! issue 10 says so plainly: "losing data is never silent". So it is a
+//! `Lost` too; and since any entry it gets from now on is new, it is read
+//! from `0-0`, whatever ids it then gives, so nothing it holds is skipped
+//! even if its ids restart below `L`.
 //!
 //! With no last id at a reconnect (the stream was empty at start and
 //! nothing came since), the tail reads from `0-0` at once: the history is
@@ -234,7 +237,11 @@ impl Tail {
                 let any = !streams::parse_xrange(reply)?.is_empty();
                 match (present, any, self.last) {
                     (false, true, Some(last)) => events.push(TailEvent::Lost { last }),
-                    (false, false, _) => self.last = None,
+                    (false, false, Some(last)) => {
+                        events.push(TailEvent::Lost { last });
+                        self.last = None;
+                    }
+                    (false, false, None) => {}
                     _ => {}
                 }
                 self.read(out);
