@@ -1,7 +1,9 @@
 // Headless Chromium (Debian's /usr/bin/chromium) driving the demo page at /.
 // The page uses the browser's own EventSource, so these tests check what a
 // real browser makes of ssed's bytes: connecting, named events, ids,
-// reconnecting by itself and replay through Last-Event-ID.
+// reconnecting by itself and replay through Last-Event-ID. Its wire view
+// reads the same stream a second time with fetch() and shows the raw lines
+// and the events its own parser builds from them.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -110,9 +112,160 @@ describe('browser: the demo page', () => {
     assert.match(result, /to [1-9]\d* subscriber/);
     const shown = await row(page, 'headline', id);
     assert.deepEqual(shown, { name: 'headline', id, data: 'line one\nline two' });
+    // The form told EventSource to listen for "headline": EventSource shows
+    // it, and the wire view, which saw it too, does not show it again.
+    assert.equal(await page.locator(`#events li[data-id="${id}"]`).count(), 1);
+    assert.equal(await page.locator(`#events li[data-id="${id}"]`).getAttribute('data-via'), 'eventsource');
 
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: path.join(ARTIFACTS, 'demo-page.png'), fullPage: false });
+  });
+});
+
+describe('browser: the wire view', () => {
+  let ssed;
+  let page;
+
+  before(async () => {
+    ssed = await startSsed(['--tick', '1']);
+    page = await context.newPage();
+    await page.goto(`${ssed.base}/`);
+    await waitForState(page, 'connected');
+    await page.locator('#wire li[data-type="connected"]').waitFor({ state: 'attached' });
+  });
+  after(async () => {
+    if (page) await page.close();
+    if (ssed) await ssed.stop();
+  });
+
+  test('a named, multi-line event published from outside: its raw lines, the event parsed from them, a row in the list', async () => {
+    // As `curl -d ... '/publish?topic=news&event=headline'` would: this page
+    // has no EventSource listener for "headline".
+    const data = 'first line\nsecond line';
+    const { id } = await ssed.publish(data, { topic: 'news', event: 'headline' });
+    const block = page.locator(`#wire li[data-type="headline"][data-last-event-id="${id}"]`);
+    await block.waitFor({ state: 'attached' });
+
+    const lines = await block
+      .locator('.raw .wl')
+      .evaluateAll((els) => els.map((el) => ({ text: el.textContent, eol: el.dataset.eol, cls: el.className })));
+    assert.deepEqual(
+      lines.map((line) => line.text),
+      [`id: ${id}`, 'event: headline', 'data: first line', 'data: second line', ''],
+    );
+    assert.deepEqual(
+      lines.map((line) => line.cls),
+      ['wl f-id', 'wl f-event', 'wl f-data', 'wl f-data', 'wl blank'],
+      'each field highlighted, the blank line marked',
+    );
+    assert.deepEqual(
+      lines.map((line) => line.eol),
+      Array(5).fill('\\n'),
+      'ssed ends its lines with LF',
+    );
+
+    // Beside the lines, the event as the parser built it.
+    assert.equal(await block.locator('.ev-type').textContent(), 'headline');
+    assert.equal(JSON.parse(await block.locator('.ev-data').textContent()), data);
+    assert.equal(JSON.parse(await block.locator('.ev-id').textContent()), String(id));
+
+    // And the list shows it, taken from the wire view.
+    const shown = await row(page, 'headline', String(id));
+    assert.deepEqual(shown, { name: 'headline', id: String(id), data });
+    const li = page.locator(`#events li[data-event="headline"][data-id="${id}"]`);
+    assert.equal(await li.getAttribute('data-via'), 'wire');
+    assert.equal(await page.locator(`#events li[data-id="${id}"]`).count(), 1);
+    // A tick after it has no id line: its row shows no id, not the headline's
+    // (EventSource's lastEventId moved on to it without EventSource's list
+    // seeing it; the page notes it).
+    const newerTicks = (headlineId) =>
+      page.evaluate((headlineId) => {
+        const rows = [...document.querySelectorAll('#events li')];
+        const at = rows.findIndex((li) => li.dataset.id === headlineId);
+        return rows.slice(0, at).filter((li) => li.dataset.event === 'tick').map((li) => li.dataset.id || '');
+      }, headlineId);
+    const ticksAfter = await waitFor('a tick after the headline', async () => {
+      const ids = await newerTicks(String(id));
+      return ids.length > 0 && ids;
+    });
+    assert.deepEqual(ticksAfter, ticksAfter.map(() => ''));
+    // The list also has what EventSource delivers: connected, ticks, message.
+    await row(page, 'connected');
+    await row(page, 'tick');
+    const plain = await ssed.publish('plain', { topic: 'news' });
+    assert.equal((await row(page, 'message', String(plain.id))).data, 'plain');
+    assert.equal(await page.locator(`#events li[data-id="${plain.id}"]`).getAttribute('data-via'), 'eventsource');
+
+    // The response head, behind a toggle.
+    const head = page.locator('#wire-head-text');
+    assert.equal(await head.isVisible(), false);
+    await page.click('#wire-head summary');
+    await head.waitFor({ state: 'visible' });
+    const headText = await head.textContent();
+    assert.match(headText, /^200 OK\n/);
+    assert.match(headText, /^content-type: text\/event-stream$/m);
+    assert.match(headText, /^cache-control: no-cache/m);
+
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'demo-page-wire.png'), fullPage: false });
+  });
+
+  test("its parser builds the same events as the browser's EventSource from the same bytes", async () => {
+    // Every rule at once: CR LF, LF and CR line ends, no space or two spaces
+    // after the colon, a field without a colon, a comment, an id with NUL
+    // (ignored), an unknown field, an empty id, and an event left unfinished
+    // at the end of the stream (never dispatched).
+    const body = [
+      'retry: 60000\r\n\r\n',
+      ': a comment\r',
+      'id: 1\r\nevent: one\r\ndata:no space\r\ndata:  two spaces\r\ndata\r\n\r\n',
+      'id: bad\0id\ndata: after an id with NUL\nunknown: field\n\n',
+      'event: two\rdata: CR only\r\r',
+      'data: no type\ndata: last\n\n',
+      'id\ndata: the id is now empty\n\n',
+      'data: unfinished',
+    ].join('');
+    await page.route(`${ssed.base}/crafted`, (route) =>
+      route.fulfill({ status: 200, contentType: 'text/event-stream', body }),
+    );
+    const result = await page.evaluate(
+      async ({ body, wait }) => {
+        // The browser's EventSource: a listener for every type in the stream.
+        const browser = await new Promise((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error('EventSource got too few events')), wait);
+          const got = [];
+          const es = new EventSource('/crafted');
+          const take = (e) => {
+            got.push({ type: e.type, data: e.data, lastEventId: e.lastEventId });
+            if (got.length === 5) {
+              clearTimeout(timer);
+              es.close();
+              resolve(got);
+            }
+          };
+          for (const type of ['message', 'one', 'two']) es.addEventListener(type, take);
+        });
+        // The page's parser, fed one character at a time: every line is cut,
+        // and so is every CR LF.
+        const page = [];
+        const parser = createParser((line, eol, what) => {
+          if (what.event) page.push(what.event);
+        });
+        for (const ch of body) parser.feed(ch);
+        return { browser, page, retry: parser.retry() };
+      },
+      { body, wait: WAIT_MS },
+    );
+    const expected = [
+      { type: 'one', data: 'no space\n two spaces\n', lastEventId: '1' },
+      { type: 'message', data: 'after an id with NUL', lastEventId: '1' },
+      { type: 'two', data: 'CR only', lastEventId: '1' },
+      { type: 'message', data: 'no type\nlast', lastEventId: '1' },
+      { type: 'message', data: 'the id is now empty', lastEventId: '' },
+    ];
+    assert.deepEqual(result.browser, expected, "Chromium's EventSource");
+    assert.deepEqual(result.page, expected, "the page's parser");
+    assert.equal(result.retry, 60000);
   });
 });
 
@@ -130,6 +283,8 @@ describe('browser: reconnecting', () => {
     await waitForState(page, 'connected');
     const first = await ssed.publish('before the cut');
     await row(page, 'message', String(first.id));
+    // The wire view (its own fetch connection) has seen it too.
+    await page.locator(`#wire li[data-last-event-id="${first.id}"]`).waitFor({ state: 'attached' });
 
     proxy.cut();
     await waitForState(page, 'reconnecting');
@@ -140,12 +295,15 @@ describe('browser: reconnecting', () => {
       missed.push({ ...(await ssed.publish(data)), data });
     }
 
-    // The browser's own reconnect, after `retry: 200`, carries the last id.
-    const [held] = await waitFor('the browser to reconnect', () => {
+    // The browser's own reconnect, after `retry: 200`, carries the last id;
+    // so does the wire view's, which does what EventSource does.
+    const held = await waitFor('EventSource and the wire view to reconnect', () => {
       const held = proxy.held().filter((h) => h.text.includes('\r\n\r\n') && h.text.startsWith('GET /events'));
-      return held.length > 0 && held;
+      return held.length === 2 && held;
     });
-    assert.equal(headerOf(held.text, 'Last-Event-ID'), String(first.id), `reconnect request:\n${held.text}`);
+    for (const request of held) {
+      assert.equal(headerOf(request.text, 'Last-Event-ID'), String(first.id), `reconnect request:\n${request.text}`);
+    }
     proxy.resume();
 
     await waitForState(page, 'connected');
@@ -345,9 +503,13 @@ describe('browser: a private stream with a token (ssed --jwt-secret)', () => {
     const publisher = bearer(await signToken({ publish: ['*'] }));
     const token = await signToken({ subscribe: ['room/1/*'], publish: ['room/1/*'] });
 
-    // Without a token the stream is refused, and EventSource gives up.
+    // Without a token the stream is refused, and EventSource gives up; so
+    // does the wire view, which can say why.
     await page.goto(`${ssed.base}/`);
     await waitForState(page, 'closed');
+    await waitFor('the wire view to show the 401', async () =>
+      /^refused: 401/.test(await page.locator('#wire-state').textContent()),
+    );
 
     await page.fill('#token', token);
     await page.click('#subscribe-button');
@@ -358,6 +520,11 @@ describe('browser: a private stream with a token (ssed --jwt-secret)', () => {
     const notMine = await ssed.publish('not mine', { topic: 'room/2/a', headers: publisher });
     const mine = await ssed.publish('mine', { topic: 'room/1/a', headers: publisher });
     assert.equal((await row(page, 'message', String(mine.id))).data, 'mine');
+    // The wire view's fetch() sent the same ?token=, and never shows it.
+    await page.locator(`#wire li[data-last-event-id="${mine.id}"]`).waitFor({ state: 'attached' });
+    const notes = await page.locator('#wire li.conn').allTextContents();
+    assert.ok(notes.some((note) => note.includes('GET /events?token=… → 200')), notes.join('\n'));
+    assert.ok(!notes.some((note) => note.includes(token)), 'the wire view never shows the token');
     assert.equal(await page.locator(`#events li[data-id="${notMine.id}"]`).count(), 0);
 
     // The publish form sends the same token as a Bearer header.
@@ -429,8 +596,14 @@ describe('browser: a private stream with a token (ssed --jwt-secret)', () => {
     // The reconnect: one more event is published while its request is on
     // its way, and the request carries the new token and the last id seen.
     let reconnect;
+    let wireReconnect;
     await page.route(/\/events\?/, async (route) => {
       const url = new URL(route.request().url());
+      // The wire view's fetch() asks for the same URL: note it, let it pass.
+      if (route.request().resourceType() !== 'eventsource') {
+        wireReconnect = url;
+        return route.continue();
+      }
       reconnect = { url, lastId: await page.evaluate(() => lastId) };
       await publishOne('while reconnecting');
       await route.continue();
@@ -438,14 +611,15 @@ describe('browser: a private stream with a token (ssed --jwt-secret)', () => {
     const second = await signToken({ subscribe: ['room/1/*'] });
     await page.fill('#token', second);
     await page.press('#token', 'Enter');
-    await waitFor('the reconnect request', () => reconnect);
+    await waitFor('the reconnect requests', () => reconnect && wireReconnect);
+    assert.equal(wireReconnect.search, reconnect.url.search, 'the wire view resumes the same way');
     assert.equal(reconnect.url.searchParams.get('token'), second);
     assert.equal(reconnect.url.searchParams.get('lastEventId'), reconnect.lastId);
     assert.ok(published.includes(Number(reconnect.lastId)), `lastEventId ${reconnect.lastId} is not one of ours`);
     await waitForState(page, 'connected');
     assert.equal(await page.locator('#token.renew').count(), 0, 'no longer highlighted');
-    // The page closed the old stream: one subscriber is left.
-    await waitFor('the old stream to be gone', async () => (await ssed.stats()).subscribers === 1);
+    // The page closed the old streams: its EventSource and its wire view are left.
+    await waitFor('the old streams to be gone', async () => (await ssed.stats()).subscribers === 2);
 
     const afterRenewal = published.length;
     await waitFor('events published after the reconnect', () => published.length > afterRenewal + 3);
