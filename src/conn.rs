@@ -53,7 +53,7 @@ mod queue;
 
 pub use queue::{LogRange, WriteQueue, MAX_IOVECS};
 
-use std::io::{self, Read};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::Instant;
@@ -446,6 +446,19 @@ impl Conn {
         self.queue.push(at, frame, self.chunked)
     }
 
+    /// One `write` of the log from the cursor to `range.end`.
+    fn write_log(&mut self, range: LogRange<'_>, trace: Option<u64>) -> io::Result<usize> {
+        let bytes = range
+            .log
+            .range(range.cursor, range.end)
+            .ok_or_else(|| io::Error::other("log bytes trimmed before they were sent"))?;
+        let n = self.stream.write(bytes)?;
+        if let Some(id) = trace {
+            trace::slices(id, &[IoSlice::new(bytes)], n);
+        }
+        Ok(n)
+    }
+
     /// Writes what the socket takes: its frames and, for a stream, its
     /// view's `log` from the cursor, all in one system call each time.
     /// Returns the outcome and the bytes written.
@@ -465,7 +478,13 @@ impl Conn {
             if !self.readiness.writable() {
                 return (FlushOutcome::Blocked, written);
             }
-            match self.queue.write_to(&mut self.stream, self.chunked, range, trace) {
+            let result = match range {
+                // The common case, a reader that keeps up with nothing of its
+                // own queued: its bytes are one slice of the log, one write.
+                Some(r) if self.queue.is_empty() => self.write_log(r, trace),
+                _ => self.queue.write_to(&mut self.stream, self.chunked, range, trace),
+            };
+            match result {
                 Ok(0) => return (FlushOutcome::Error(io::ErrorKind::WriteZero.into()), written),
                 Ok(n) => {
                     written += n;
