@@ -32,7 +32,10 @@ function shStream(command) {
   child.stderr.on('data', (chunk) => {
     err += chunk;
   });
-  const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  // 'close', not 'exit': 'exit' may come before the last of curl's output
+  // has been read from its stdout (and curl writes the stream's last bytes
+  // just before it exits).
+  const exited = new Promise((resolve) => child.on('close', (code) => resolve(code)));
   return {
     out: () => out,
     err: () => err,
