@@ -50,15 +50,16 @@
 //! whose unsent bytes pass `--max-queue`.
 
 mod queue;
+mod readiness;
 
 pub use queue::{LogRange, WriteQueue, MAX_IOVECS};
+pub use readiness::Readiness;
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::Instant;
 
-use mio::event::Event;
 use mio::net::TcpStream;
 
 use crate::frame::Frame;
@@ -105,57 +106,6 @@ pub struct Subscription {
 
 /// The `view` of a connection that reads none.
 const NO_VIEW: u32 = u32::MAX;
-
-/// What the kernel has told us about the socket, one bit each.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Readiness(u8);
-
-impl Readiness {
-    const READABLE: u8 = 1;
-    const WRITABLE: u8 = 2;
-    /// The peer's FIN has arrived (`EPOLLRDHUP`): no edge follows it, so a
-    /// short read no longer means "drained"; read on to the EOF.
-    const FIN: u8 = 4;
-
-    /// A fresh socket: worth a read (the request may be there already) and
-    /// a write. Both are confirmed by the first system call.
-    pub fn fresh() -> Self {
-        Readiness(Self::READABLE | Self::WRITABLE)
-    }
-
-    /// Adds what an event reports. Errors and hang-ups count as readable
-    /// and writable: the next call then returns the error or EOF.
-    pub fn note(&mut self, event: &Event) {
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            self.0 |= Self::READABLE;
-        }
-        if event.is_read_closed() || event.is_error() {
-            self.0 |= Self::FIN;
-        }
-        if event.is_writable() || event.is_write_closed() || event.is_error() {
-            self.0 |= Self::WRITABLE;
-        }
-    }
-
-    /// A read may find bytes (or the EOF).
-    pub fn readable(self) -> bool {
-        self.0 & Self::READABLE != 0
-    }
-
-    /// A write may be taken.
-    pub fn writable(self) -> bool {
-        self.0 & Self::WRITABLE != 0
-    }
-
-    /// The peer's FIN was reported.
-    pub fn fin(self) -> bool {
-        self.0 & Self::FIN != 0
-    }
-
-    fn clear(&mut self, bit: u8) {
-        self.0 &= !bit;
-    }
-}
 
 /// What one `read` brought.
 #[derive(Debug)]

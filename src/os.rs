@@ -133,28 +133,10 @@ pub fn listen_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
 /// A new TCP socket, close-on-exec (a child process never inherits a
 /// listener) and nonblocking (the loop never waits in `accept`).
 fn tcp_socket(domain: libc::c_int) -> io::Result<OwnedFd> {
-    // Where the kernel takes both as flags, there is no moment at which
-    // another thread's fork could inherit the descriptor.
-    #[cfg(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly",
-        target_os = "illumos",
-    ))]
+    // Both as flags, so there is no moment at which another thread's fork
+    // could inherit the descriptor (the same platforms as `pipe2`, which
+    // `signal.rs` relies on).
     let kind = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
-    #[cfg(not(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly",
-        target_os = "illumos",
-    )))]
-    let kind = libc::SOCK_STREAM;
     // SAFETY: socket(2) takes no pointers.
     let fd = unsafe { libc::socket(domain, kind, 0) };
     if fd < 0 {
@@ -162,17 +144,7 @@ fn tcp_socket(domain: libc::c_int) -> io::Result<OwnedFd> {
     }
     // SAFETY: `fd` was just returned by socket(2), is open, and nothing
     // else owns it: the OwnedFd closes it on every path from here.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    if kind == libc::SOCK_STREAM {
-        // SAFETY: fcntl(2) with F_SETFD takes an int, no pointers.
-        if unsafe { libc::fcntl(socket.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let socket = TcpListener::from(socket);
-        socket.set_nonblocking(true)?;
-        return Ok(OwnedFd::from(socket));
-    }
-    Ok(socket)
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// `addr` as the C structure `bind` takes, and that structure's length.
