@@ -325,11 +325,6 @@ impl Hub {
         self.views.get(HISTORY).map_or(0, |view| view.index.len())
     }
 
-    /// Views that exist (the history included).
-    pub fn view_count(&self) -> usize {
-        self.views.len()
-    }
-
     /// The id of the oldest event history keeps (the next id, when none).
     fn oldest_retained(&self) -> u64 {
         let oldest = self.next_id.saturating_sub(self.history_limit as u64);
