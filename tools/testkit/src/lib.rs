@@ -13,7 +13,12 @@
 //! - [`chunked`]: the chunked transfer coding, undone as bytes arrive.
 //! - [`sse`]: the one event-stream client parser: head, framing and WHATWG
 //!   lines in one pass; borrowed lines for speed, owned events for tests.
-//! - [`json`]: a number out of a flat JSON object; a quoted string.
+//! - [`json`]: a number or a string out of a flat JSON object; a quoted
+//!   string.
+//! - [`id`]: event ids ordered as the server orders them (`N`, or a Redis
+//!   stream's `ms-seq` with `--bus`).
+//! - [`redis`]: a throwaway `redis-server` in a temporary directory, for
+//!   the bus: start, `SIGKILL`, start again on the same files.
 //! - [`procfs`]: a process's memory and CPU time from `/proc`; the
 //!   open-file limit.
 //! - [`rng`]: a small seeded generator for load patterns and garbage.
@@ -27,8 +32,10 @@
 
 pub mod chunked;
 pub mod http;
+pub mod id;
 pub mod json;
 pub mod net;
 pub mod procfs;
+pub mod redis;
 pub mod rng;
 pub mod sse;
