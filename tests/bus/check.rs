@@ -1,0 +1,186 @@
+//! What a subscriber must have seen, given what was published.
+//!
+//! Every publish is in the [`Ledger`] with its outcome. For one reader:
+//!
+//! ```text
+//!   received, in order      e1 e2 e3 [gap] e7 e8 …
+//!
+//!   1. ids strictly increase                    (nothing twice, nothing out of order)
+//!   2. each event is a publish of the ledger,   (nothing invented; same id on every
+//!      with the id its publisher was given       process as the publisher was told)
+//!   3. no token twice                           (a retried XADD would show here)
+//!   4. nothing refused ("bus down") arrives     (a 503 means not published)
+//!   5. every publish answered 200 on the        (nothing lost …)
+//!      reader's topics arrived, or, where
+//!      gaps are allowed, a gap was announced    (… or never silently: the gap stands
+//!      exactly where it is missing               between the events around the hole)
+//! ```
+//!
+//! Publishes whose outcome is unknown (`503 outcome unknown`, or no answer)
+//! may or may not arrive, but at most once.
+
+use std::collections::{HashMap, HashSet};
+
+use ssed_testkit::id::EventId;
+
+use crate::clients::{Outcome, Publish, ReaderReport, Seen};
+
+/// Every publish of a test, by token.
+pub struct Ledger {
+    publishes: Vec<Publish>,
+    by_token: HashMap<String, usize>,
+}
+
+impl Ledger {
+    pub fn new(publishes: Vec<Publish>) -> Ledger {
+        let by_token = publishes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.token.clone(), i))
+            .collect();
+        Ledger { publishes, by_token }
+    }
+
+    pub fn all(&self) -> &[Publish] {
+        &self.publishes
+    }
+
+    /// The publishes answered `200`, in id order.
+    pub fn acked(&self) -> Vec<(&EventId, &Publish)> {
+        let mut acked: Vec<_> = self
+            .publishes
+            .iter()
+            .filter_map(|p| match &p.outcome {
+                Outcome::Published(id) => Some((id, p)),
+                _ => None,
+            })
+            .collect();
+        acked.sort_by(|a, b| a.0.cmp(b.0));
+        acked
+    }
+
+    /// The newest id any publisher was given.
+    pub fn last_id(&self) -> Option<EventId> {
+        self.acked().last().map(|(id, _)| (*id).clone())
+    }
+
+    /// How many of each kind: (published, refused, unknown).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let mut counts = (0, 0, 0);
+        for p in &self.publishes {
+            match p.outcome {
+                Outcome::Published(_) => counts.0 += 1,
+                Outcome::Refused(..) => counts.1 += 1,
+                Outcome::Unknown(_) => counts.2 += 1,
+            }
+        }
+        counts
+    }
+
+    /// Checks one reader; returns what is wrong (empty: all is well).
+    pub fn check(&self, report: &ReaderReport, gaps_allowed: bool) -> Vec<String> {
+        let mut problems = Vec::new();
+        let name = &report.name;
+        if let Some(error) = &report.error {
+            problems.push(format!("{name}: {error}"));
+        }
+        let covers = |topic: &str| {
+            report
+                .topics
+                .as_ref()
+                .is_none_or(|t| t.iter().any(|t| t == topic))
+        };
+        // 1-4, walking what arrived; gap positions are counted in events
+        // received before them.
+        let mut previous: Option<&EventId> = report.after.as_ref();
+        let mut tokens = HashSet::new();
+        let mut received = Vec::new();
+        let mut gaps_at = HashSet::new();
+        for seen in &report.seen {
+            let (id, data) = match seen {
+                Seen::Event(id, data) => (id, data),
+                Seen::Gap(data) => {
+                    if !gaps_allowed {
+                        problems.push(format!("{name}: event: gap {data} after {}", show(previous)));
+                    }
+                    gaps_at.insert(received.len());
+                    continue;
+                }
+                _ => continue,
+            };
+            if previous.is_some_and(|p| id <= p) {
+                problems.push(format!("{name}: {id} ({data}) after {}", show(previous)));
+            }
+            previous = Some(id);
+            if !tokens.insert(data.as_str()) {
+                problems.push(format!("{name}: {data} twice (now as {id})"));
+            }
+            match self.by_token.get(data.as_str()).map(|&i| &self.publishes[i]) {
+                None => problems.push(format!("{name}: {id} carries {data:?}, which nobody published")),
+                Some(p) if !covers(&p.topic) => problems.push(format!("{name}: {data} is not on its topics")),
+                Some(p) => match &p.outcome {
+                    Outcome::Published(acked) if acked != id => problems.push(format!(
+                        "{name}: {data} arrived as {id}, its publisher was told {acked}"
+                    )),
+                    Outcome::Refused(status, _, body) => problems.push(format!(
+                        "{name}: {data} arrived, but its publish got {status} {body}"
+                    )),
+                    _ => {}
+                },
+            }
+            received.push(id);
+        }
+        // 5: what is owed and missing; with gaps allowed, a gap must stand
+        // exactly where the missing event would have been.
+        let mut missing = Vec::new();
+        for (id, p) in self.acked() {
+            let owed = covers(&p.topic) && report.after.as_ref().is_none_or(|after| id > after);
+            if !owed || tokens.contains(p.token.as_str()) {
+                continue;
+            }
+            let at = received.partition_point(|r| *r < id);
+            if !(gaps_allowed && gaps_at.contains(&at)) {
+                missing.push(format!("{id} ({})", p.token));
+            }
+        }
+        if !missing.is_empty() {
+            let gaps = if gaps_allowed {
+                " with no gap announced there"
+            } else {
+                ""
+            };
+            problems.push(format!(
+                "{name}: {} publish(es) answered 200 never arrived{gaps}: {}",
+                missing.len(),
+                missing.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        problems
+    }
+
+    /// Checks every reader and fails the test with all that is wrong.
+    pub fn assert_all(&self, reports: &[ReaderReport], gaps_allowed: bool) {
+        let problems: Vec<String> = reports.iter().flat_map(|r| self.check(r, gaps_allowed)).collect();
+        if !problems.is_empty() {
+            let (ok, refused, unknown) = self.counts();
+            let why: Vec<&str> = self
+                .publishes
+                .iter()
+                .filter_map(|p| match &p.outcome {
+                    Outcome::Unknown(why) => Some(why.as_str()),
+                    _ => None,
+                })
+                .take(3)
+                .collect();
+            panic!(
+                "{} problem(s) ({ok} published, {refused} refused, {unknown} unknown {why:?}):\n{}",
+                problems.len(),
+                problems.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+}
+
+fn show(id: Option<&EventId>) -> String {
+    id.map_or("the start".into(), |id| id.to_string())
+}
