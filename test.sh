@@ -30,9 +30,27 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 step "cargo test --workspace"
 cargo test --workspace
 
+# The bus's tests (tests/bus/) start redis-server processes of their own, in
+# temporary directories, and kill them at will: no system service is used.
+# They are #[ignore]d so that `cargo test` passes without Redis; here they run.
+step "redis-server (Debian package), for the bus's tests"
+if ! command -v redis-server >/dev/null; then
+  as_root=""
+  [ "$(id -u)" -eq 0 ] || as_root="sudo"
+  $as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq redis-server >/dev/null
+fi
+redis-server --version
+
+step "cargo test --test bus -- --ignored (real Redis, real ssed processes)"
+cargo test --test bus -- --ignored
+
 step "soak: 20 s of publishers, subscribers and garbage at once (tools/soak)"
 cargo build --quiet --bin ssed
 cargo run --quiet -p ssed-soak -- --bin target/debug/ssed --duration 20
+
+step "soak over the bus: 10 s, 2 processes on one redis-server (tools/soak --bus-processes 2)"
+cargo run --quiet -p ssed-soak -- --bin target/debug/ssed --duration 10 --bus-processes 2
 
 if [ -x tests/e2e/run.sh ]; then
   step "end-to-end tests (tests/e2e/run.sh)"

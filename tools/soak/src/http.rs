@@ -11,6 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use ssed_testkit::http::parse_head;
+use ssed_testkit::id::EventId;
 use ssed_testkit::net::connect;
 use ssed_testkit::sse::{self, Event, Events, Parser};
 
@@ -68,8 +69,9 @@ pub fn get(addr: SocketAddr, target: &str) -> io::Result<(u16, String)> {
 /// What the stream reader hands up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
-    /// An event with an id (a published one).
-    Event(u64),
+    /// An event with an id (a published one): a number, or a stream's
+    /// `ms-seq` over the bus.
+    Event(EventId),
     /// `event: gap`.
     Gap,
     /// `event: connected`.
@@ -83,7 +85,7 @@ impl Item {
         match (event.event.as_deref(), &event.id) {
             (Some("gap"), _) => Item::Gap,
             (Some("connected"), _) => Item::Connected,
-            (_, Some(id)) => id.parse().map_or(Item::Other, Item::Event),
+            (_, Some(id)) => EventId::parse(id).map_or(Item::Other, Item::Event),
             _ => Item::Other,
         }
     }
@@ -112,7 +114,7 @@ impl Stream {
     pub fn open(
         addr: SocketAddr,
         target: &str,
-        last_event_id: Option<u64>,
+        last_event_id: Option<&EventId>,
         read_timeout: Duration,
     ) -> io::Result<Stream> {
         let mut stream = connect(addr, read_timeout)?;

@@ -23,10 +23,19 @@
 //!
 //! It starts the ssed binary itself on port 0 (`--bin`), or attaches to a
 //! running one (`--addr`, with `--pid` for memory figures).
+//!
+//! With `--bus-processes N` it starts a `redis-server` of its own (in a
+//! temporary directory, AOF on) and N ssed processes on it with `--bus`,
+//! and spreads every role over them: publishers, steady, slow and garbage
+//! clients go to server `i % N`, and reconnecting subscribers resume on the
+//! next server each time. The check is the same: every subscriber gets
+//! every event published on its topics, once, in the stream's order (ids
+//! are then Redis's `ms-seq` strings, compared by their numbers).
 
 mod http;
 mod roles;
 mod server;
+mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,8 +45,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use roles::{Shared, SubscriberReport};
-use ssed_testkit::json::json_u64;
-use ssed_testkit::procfs;
+use watch::Watch;
 
 const USAGE: &str = "\
 ssed-soak: publishers, steady, slow and reconnecting subscribers and garbage
@@ -60,6 +68,9 @@ USAGE: ssed-soak [OPTIONS]
   --slow N               slow subscribers (default 2)
   --garbage N            garbage senders (default 2)
   --seed N               random seed (default: from the clock)
+  --bus-processes N      start a redis-server and N ssed processes sharing it
+                         (--bus), and spread the roles over them (default 0:
+                         one server, no bus)
 ";
 
 /// The command line, validated.
@@ -78,6 +89,8 @@ pub struct Options {
     pub slow: usize,
     pub garbage: usize,
     pub seed: u64,
+    /// `--bus-processes`: 0 for one server without a bus.
+    pub bus_processes: usize,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -97,6 +110,7 @@ fn parse_args() -> Result<Options, String> {
         seed: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64),
+        bus_processes: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -138,8 +152,12 @@ fn parse_args() -> Result<Options, String> {
             "--slow" => options.slow = number()? as usize,
             "--garbage" => options.garbage = number()? as usize,
             "--seed" => options.seed = number()?.max(1),
+            "--bus-processes" => options.bus_processes = number()?.min(64) as usize,
             _ => return Err(format!("unknown flag {flag}\n\n{USAGE}")),
         }
+    }
+    if options.bus_processes > 0 && options.addr.is_some() {
+        return Err("--bus-processes starts its own servers: not with --addr".into());
     }
     if options.duration > Duration::from_secs(24 * 3600) {
         return Err("--duration: at most a day".into());
@@ -167,17 +185,23 @@ fn main() -> ExitCode {
 
 /// Runs the soak and prints the report; `Ok(false)` when a check failed.
 fn run(options: &Options) -> Result<bool, String> {
-    let mut target = server::Target::start_or_attach(options)?;
-    let addr = target.addr;
-    println!(
-        "ssed-soak: server at {addr} (pid {}), {:?} of load, seed {}",
-        target.pid.map_or("?".into(), |p| p.to_string()),
-        options.duration,
-        options.seed
-    );
-    let stats_start = server::stats(addr).map_err(|e| format!("/stats at start: {e}"))?;
-    let rss_start = target.pid.and_then(procfs::rss_bytes);
-    let sampler = server::RssSampler::start(target.pid);
+    let mut fleet = server::Fleet::start_or_attach(options)?;
+    let addrs = fleet.addrs();
+    for target in &fleet.targets {
+        let pid = target.pid.map_or("?".into(), |p| p.to_string());
+        println!("ssed-soak: server at {} (pid {pid})", target.addr);
+    }
+    if let Some(redis) = &fleet.redis {
+        println!(
+            "ssed-soak: {} processes over the bus {}",
+            addrs.len(),
+            redis.url()
+        );
+    }
+    println!("ssed-soak: {:?} of load, seed {}", options.duration, options.seed);
+    let watch = Watch::start(&fleet)?;
+    // Role i goes to server i (mod the number of servers).
+    let at = |i: usize| addrs[i % addrs.len()];
 
     let shared = Arc::new(Shared::new(options));
     // Subscribers first, and all of them connected, so that every event
@@ -185,12 +209,12 @@ fn run(options: &Options) -> Result<bool, String> {
     let mut steady = Vec::new();
     let mut reconnecting = Vec::new();
     for i in 0..options.steady {
-        steady.push(roles::spawn_subscriber(shared.clone(), addr, i, false));
+        steady.push(roles::spawn_subscriber(shared.clone(), addrs.clone(), i, false));
     }
     for i in 0..options.reconnecting {
         reconnecting.push(roles::spawn_subscriber(
             shared.clone(),
-            addr,
+            addrs.clone(),
             options.steady + i,
             true,
         ));
@@ -199,22 +223,22 @@ fn run(options: &Options) -> Result<bool, String> {
 
     let started = Instant::now();
     let slow: Vec<_> = (0..options.slow)
-        .map(|i| roles::spawn_slow(shared.clone(), addr, i))
+        .map(|i| roles::spawn_slow(shared.clone(), at(i), i))
         .collect();
     let garbage: Vec<_> = (0..options.garbage)
-        .map(|i| roles::spawn_garbage(shared.clone(), addr, i))
+        .map(|i| roles::spawn_garbage(shared.clone(), at(i), i))
         .collect();
     let publishers: Vec<_> = (0..options.publishers)
-        .map(|i| roles::spawn_publisher(shared.clone(), addr, i))
+        .map(|i| roles::spawn_publisher(shared.clone(), at(i), i))
         .collect();
 
-    // Run for the duration, watching that the server stays up.
+    // Run for the duration, watching that the servers stay up.
     let end = started + options.duration;
     let mut died = None;
     while Instant::now() < end {
-        thread::sleep(Duration::from_millis(200).min(end.saturating_duration_since(Instant::now())));
-        if let Some(status) = target.exited() {
-            died = Some(status);
+        thread::sleep(watch::LOOK_EVERY.min(end.saturating_duration_since(Instant::now())));
+        died = Watch::died(&mut fleet);
+        if died.is_some() {
             break;
         }
     }
@@ -239,13 +263,6 @@ fn run(options: &Options) -> Result<bool, String> {
         .map(|h| h.join().expect("garbage thread"))
         .collect();
     let elapsed = started.elapsed();
-
-    if died.is_none() {
-        died = target.exited();
-    }
-    let stats_end = server::stats(addr).ok();
-    let rss_end = target.pid.and_then(procfs::rss_bytes);
-    let rss_peak = sampler.stop();
 
     // ----- the report -------------------------------------------------------
     let mut ok = true;
@@ -314,42 +331,7 @@ fn run(options: &Options) -> Result<bool, String> {
             outcomes.hung
         );
     }
-    let stat = |name: &str| stats_end.as_deref().and_then(|s| json_u64(s, name));
-    let evicted =
-        stat("evicted").map(|end| end.saturating_sub(json_u64(&stats_start, "evicted").unwrap_or(0)));
-    println!(
-        "evictions        {} (server /stats); delivered {}; bytes out {}; connections now {}",
-        evicted.map_or("?".into(), |n| n.to_string()),
-        stat("delivered").map_or("?".into(), |n| n.to_string()),
-        stat("bytes_out").map_or("?".into(), |n| n.to_string()),
-        stat("connections").map_or("?".into(), |n| n.to_string()),
-    );
-    if options.slow > 0 && evicted == Some(0) {
-        println!("note: no slow subscriber was evicted in this run (a longer run, or a smaller --max-queue, shows it)");
-    }
-    let mib = |v: Option<u64>| v.map_or("?".into(), |b| format!("{:.1} MiB", b as f64 / 1024.0 / 1024.0));
-    println!(
-        "server RSS       start {}  peak {}  end {}",
-        mib(rss_start),
-        mib(rss_peak),
-        mib(rss_end)
-    );
-    if let Some(status) = died {
-        ok = false;
-        println!("FAIL the server died during the soak: {status}");
-        target.print_log_tail();
-    } else if stats_end.is_none() {
-        ok = false;
-        println!("FAIL the server stopped answering /stats");
-    }
-    if let Some(status) = target.stop() {
-        println!("shutdown         {status}");
-        if !status.contains("exit status: 0") {
-            ok = false;
-            println!("FAIL the server did not shut down cleanly on SIGTERM");
-            target.print_log_tail();
-        }
-    }
+    ok &= watch.report(&mut fleet, died, options.slow);
     println!("{}", if ok { "soak: PASS" } else { "soak: FAIL" });
     Ok(ok)
 }

@@ -10,7 +10,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use ssed_testkit::json::json_u64;
+use ssed_testkit::id::EventId;
+use ssed_testkit::json::json_scalar;
 use ssed_testkit::net;
 use ssed_testkit::rng::Rng;
 
@@ -25,10 +26,10 @@ pub struct Shared {
     pub options: Options,
     stop: AtomicBool,
     /// Ids answered `200`, per topic (in arrival order; sorted at the end).
-    published: Mutex<Vec<Vec<u64>>>,
+    published: Mutex<Vec<Vec<EventId>>>,
     /// Set once publishing is over: the last id per topic, and the time by
     /// which subscribers must have caught up.
-    finish: Mutex<Option<(Vec<Option<u64>>, Instant)>>,
+    finish: Mutex<Option<(Vec<Option<EventId>>, Instant)>>,
     ready: Mutex<usize>,
     ready_cv: Condvar,
 }
@@ -79,11 +80,11 @@ impl Shared {
         Ok(())
     }
 
-    fn record(&self, topic: usize, id: u64) {
+    fn record(&self, topic: usize, id: EventId) {
         self.published.lock().unwrap_or_else(|e| e.into_inner())[topic].push(id);
     }
 
-    pub fn published_by_topic(&self) -> Vec<Vec<u64>> {
+    pub fn published_by_topic(&self) -> Vec<Vec<EventId>> {
         let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for ids in &mut published {
             ids.sort_unstable();
@@ -95,20 +96,17 @@ impl Shared {
         let last = self
             .published_by_topic()
             .iter()
-            .map(|ids| ids.last().copied())
+            .map(|ids| ids.last().cloned())
             .collect();
         *self.finish.lock().unwrap_or_else(|e| e.into_inner()) = Some((last, Instant::now() + CATCH_UP));
     }
 
     /// `None` while publishing; then whether a subscriber of `topics` that
     /// has seen up to `last` is done, or out of time.
-    fn finished(&self, topics: &[usize], last: Option<u64>) -> Option<Result<bool, ()>> {
+    fn finished(&self, topics: &[usize], last: Option<&EventId>) -> Option<Result<bool, ()>> {
         let finish = self.finish.lock().unwrap_or_else(|e| e.into_inner());
         let (last_ids, deadline) = finish.as_ref()?;
-        let target = topics
-            .iter()
-            .filter_map(|&t| last_ids.get(t).copied().flatten())
-            .max();
+        let target = topics.iter().filter_map(|&t| last_ids.get(t)?.as_ref()).max();
         let done = match target {
             None => true,
             Some(target) => last.is_some_and(|l| l >= target),
@@ -121,10 +119,10 @@ impl Shared {
 }
 
 /// Every published id on any of `topics`, in order.
-pub fn owed(published: &[Vec<u64>], topics: &[usize]) -> Vec<u64> {
-    let mut ids: Vec<u64> = topics
+pub fn owed(published: &[Vec<EventId>], topics: &[usize]) -> Vec<EventId> {
+    let mut ids: Vec<EventId> = topics
         .iter()
-        .flat_map(|&t| published[t].iter().copied())
+        .flat_map(|&t| published[t].iter().cloned())
         .collect();
     ids.sort_unstable();
     ids
@@ -158,7 +156,7 @@ pub fn spawn_publisher(shared: Arc<Shared>, addr: SocketAddr, index: usize) -> J
                 conn = http::Conn::open(addr).ok();
             }
             match conn.as_mut().map(|c| c.request(raw.as_bytes())) {
-                Some(Ok((200, answer))) => match json_u64(&answer, "id") {
+                Some(Ok((200, answer))) => match json_scalar(&answer, "id").and_then(EventId::parse) {
                     Some(id) => shared.record(topic, id),
                     None => errors += 1,
                 },
@@ -188,7 +186,7 @@ pub struct SubscriberReport {
     pub index: usize,
     pub topics: Vec<usize>,
     /// Ids received, each larger than the one before.
-    pub ids: Vec<u64>,
+    pub ids: Vec<EventId>,
     /// Ids received that were not larger than the last one (repeats).
     pub repeats: u64,
     pub gap_events: u64,
@@ -210,7 +208,7 @@ impl Check {
 
 impl SubscriberReport {
     /// Compares what arrived with what was owed (both in id order).
-    pub fn check(&self, owed: &[u64]) -> Check {
+    pub fn check(&self, owed: &[EventId]) -> Check {
         let (mut i, mut j) = (0, 0);
         let (mut missing, mut extra) = (0, 0);
         while i < owed.len() || j < self.ids.len() {
@@ -243,9 +241,12 @@ impl SubscriberReport {
 
 /// A subscriber that reads everything on its topics; a `reconnecting` one
 /// also drops its stream every 0.5-2 s and resumes with `Last-Event-ID`.
+/// Over several servers (the bus), subscriber `index` starts on server
+/// `index`, and a reconnecting one resumes on the next server each time:
+/// an id seen on one process is resumed on another.
 pub fn spawn_subscriber(
     shared: Arc<Shared>,
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     index: usize,
     reconnecting: bool,
 ) -> JoinHandle<SubscriberReport> {
@@ -276,7 +277,8 @@ pub fn spawn_subscriber(
         let mut rng = Rng::new(shared.options.seed ^ (index as u64 + 101) << 16);
         let mut greeted = false;
         'session: loop {
-            let resume = report.ids.last().copied();
+            let addr = addrs[(index + report.reconnects as usize) % addrs.len()];
+            let resume = report.ids.last();
             let mut stream = match Stream::open(addr, &target, resume, Duration::from_millis(100)) {
                 Ok(stream) => stream,
                 Err(e) => {
@@ -304,7 +306,7 @@ pub fn spawn_subscriber(
                                     shared.mark_ready();
                                 }
                                 Item::Event(id) => {
-                                    if report.ids.last().is_some_and(|&last| id <= last) {
+                                    if report.ids.last().is_some_and(|last| id <= *last) {
                                         report.repeats += 1;
                                     } else {
                                         report.ids.push(id);
@@ -316,7 +318,7 @@ pub fn spawn_subscriber(
                         }
                     }
                 }
-                match shared.finished(&topics, report.ids.last().copied()) {
+                match shared.finished(&topics, report.ids.last()) {
                     Some(Ok(true)) => break 'session,
                     Some(Err(())) => {
                         report.error = Some(format!("did not catch up within {CATCH_UP:?}"));

@@ -1,5 +1,7 @@
-//! The server under test: started here on port 0, or attached to; its
-//! memory from `/proc/PID/status` (`ssed_testkit::procfs`); its `/stats`.
+//! The servers under test: one started here on port 0, or attached to; or
+//! (`--bus-processes N`) a `redis-server` of the soak's own and N ssed
+//! processes sharing it with `--bus`. Their memory from `/proc/PID/status`
+//! (`ssed_testkit::procfs`); their `/stats`.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -11,6 +13,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use ssed_testkit::redis::{Persistence, RedisServer};
 use ssed_testkit::{net, procfs};
 
 use crate::http;
@@ -24,6 +27,45 @@ pub const MAX_QUEUE: usize = 256 * 1024;
 /// History long enough that a reconnect pause never outruns it.
 pub const HISTORY: usize = 8192;
 
+/// Every server of the run, and the Redis they share, if any.
+pub struct Fleet {
+    /// Dropped before `redis` (fields drop in order): no process outlives
+    /// its bus.
+    pub targets: Vec<Target>,
+    pub redis: Option<RedisServer>,
+}
+
+impl Fleet {
+    /// One server (started or attached), or with `--bus-processes N` a
+    /// Redis (AOF, on a Unix socket in a temp dir) and N servers on it,
+    /// each healthy (`/healthz` `200`: its bus connected) before the load.
+    pub fn start_or_attach(options: &Options) -> Result<Fleet, String> {
+        if options.bus_processes == 0 {
+            return Ok(Fleet {
+                targets: vec![Target::start_or_attach(options)?],
+                redis: None,
+            });
+        }
+        let redis = RedisServer::start_unix(Persistence::Aof).map_err(|e| format!("redis-server: {e}"))?;
+        let url = redis.url();
+        let mut fleet = Fleet {
+            targets: Vec::new(),
+            redis: Some(redis),
+        };
+        for _ in 0..options.bus_processes {
+            fleet.targets.push(Target::start(options, &["--bus", &url])?);
+        }
+        for target in &fleet.targets {
+            target.wait_healthy(Duration::from_secs(15))?;
+        }
+        Ok(fleet)
+    }
+
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.targets.iter().map(|t| t.addr).collect()
+    }
+}
+
 pub struct Target {
     pub addr: SocketAddr,
     pub pid: Option<u32>,
@@ -33,14 +75,20 @@ pub struct Target {
 
 impl Target {
     pub fn start_or_attach(options: &Options) -> Result<Target, String> {
-        if let Some(addr) = options.addr {
-            return Ok(Target {
+        match options.addr {
+            Some(addr) => Ok(Target {
                 addr,
                 pid: options.pid,
                 child: None,
                 log: Arc::default(),
-            });
+            }),
+            None => Target::start(options, &[]),
         }
+    }
+
+    /// Starts the binary on `127.0.0.1:0` with the soak's flags and
+    /// `extra`, and reads its address from its log.
+    pub fn start(options: &Options, extra: &[&str]) -> Result<Target, String> {
         let bin = match &options.bin {
             Some(bin) => bin.clone(),
             None => ["target/release/ssed", "target/debug/ssed"]
@@ -61,6 +109,7 @@ impl Target {
                 &HISTORY.to_string(),
             ])
             .args(["--header-timeout", &timeout])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -104,6 +153,25 @@ impl Target {
                 ))
             }
         }
+    }
+
+    /// Polls `/healthz` until `200`.
+    pub fn wait_healthy(&self, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match http::get(self.addr, "/healthz") {
+                Ok((200, _)) => return Ok(()),
+                Ok((status, body)) => last = format!("{status} {}", body.trim()),
+                Err(e) => last = e.to_string(),
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        self.print_log_tail();
+        Err(format!(
+            "{}: /healthz not 200 within {within:?} (last: {last})",
+            self.addr
+        ))
     }
 
     /// `Some(status)` once the server is gone.
