@@ -52,7 +52,7 @@ fn every_subscriber_on_every_process_gets_every_event_once_in_one_order() {
         let spread: Vec<u64> = cluster.nodes[..2]
             .iter()
             .zip(&on_own)
-            .map(|(n, own)| n.subscribers() - own)
+            .map(|(n, own)| n.subscribers().saturating_sub(*own))
             .collect();
         if spread.iter().all(|&n| n >= 2) {
             break;
