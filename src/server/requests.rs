@@ -56,6 +56,10 @@ impl Server {
             let Some(slot) = self.conns.get_mut(key) else {
                 return true;
             };
+            if slot.parked {
+                // Driven again once the bus has answered.
+                return true;
+            }
             let conn = &mut slot.conn;
             if !conn.wants_read() {
                 return true;
@@ -99,7 +103,8 @@ impl Server {
             let Some(slot) = self.conns.get_mut(key) else {
                 return;
             };
-            let backpressured = slot.conn.queued() > RESPONSE_BACKPRESSURE;
+            // A request waiting on the bus is answered before the next is read.
+            let backpressured = slot.conn.queued() > RESPONSE_BACKPRESSURE || slot.parked;
             // Answered with a close, or became a stream: the rest is dropped.
             let Some(reading) = slot.conn.reading() else {
                 break;
@@ -144,13 +149,22 @@ impl Server {
             client: slot.conn.id,
             over_capacity: slot.conn.over_capacity,
         };
-        match self.service.handle(request, caller, now) {
+        let answer = self.service.handle(request, caller, now);
+        self.apply(key, request, answer, now);
+    }
+
+    /// Applies the service's answer to `request`.
+    pub(super) fn apply(&mut self, key: usize, request: &Request, answer: Answer, now: Now) {
+        match answer {
             Answer::Respond { bytes, keep_alive } => self.send(key, bytes, keep_alive),
             Answer::Publish { bytes, keep_alive } => {
                 self.send(key, bytes, keep_alive);
                 self.flush_overgrown_views(now);
             }
             Answer::Stream(stream) => self.open_stream(key, stream, now),
+            // With --bus (server/bus.rs): the answer comes with Redis' reply.
+            Answer::Relay(relay) => self.relay(key, relay, now),
+            Answer::Park(park) => self.park(key, request.clone(), park, now),
         }
     }
 
@@ -216,11 +230,23 @@ impl Server {
         self.mark_dirty(key);
     }
 
+    /// Publishes the lines `--stdin` read, a batch per turn. With `--bus`
+    /// they go to Redis, and only while it is connected: meanwhile they
+    /// wait in the reader's bounded channel, and the program writing them
+    /// blocks, so none is lost.
     pub(super) fn drain_stdin(&mut self, now: Now) {
         self.stdin_pending = false;
         for _ in 0..STDIN_BATCH {
+            if self.bus.as_ref().is_some_and(|bus| !bus.accepts_publishes()) {
+                return; // resumed when the command connection is ready
+            }
             let Some(lines) = &self.stdin else { return };
             match lines.try_recv() {
+                Ok(line) if self.bus.is_some() => {
+                    if let Some(topic) = self.service.stdin_topic().map(str::to_owned) {
+                        self.relay_unanswered(&topic, None, &line, now);
+                    }
+                }
                 Ok(line) => {
                     if self.service.publish_line(&line).is_some() {
                         self.flush_overgrown_views(now);
