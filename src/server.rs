@@ -104,6 +104,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Queue memory freed since the last trim that makes a trim worthwhile.
 const TRIM_AFTER: usize = 16 * 1024 * 1024;
+/// Publishes one connection may have waiting on Redis at once; more wait
+/// to be read.
+const MAX_RELAYS: u32 = 1024;
 /// Lines from `--stdin` published per turn.
 const STDIN_BATCH: usize = 1024;
 /// Every read lands here first; the request reader keeps only what it
@@ -136,9 +139,22 @@ struct Slot {
     request_timer: bool,
     /// A [`Kind::Linger`] timer entry exists.
     linger_timer: bool,
-    /// Its request waits on the bus (`server/bus.rs`): nothing more is
-    /// read until it is answered.
+    /// Its request waits on the bus (`server/bus.rs`), or waits for its
+    /// publishes there to be answered: nothing more is read until then.
     parked: bool,
+    /// Its publishes sent to Redis and not answered yet.
+    relays: u32,
+    /// The request (or refusal) that waits for those answers.
+    deferred: Option<Deferred>,
+}
+
+/// What waits, on a connection, for its publishes to Redis to be answered.
+#[derive(Debug)]
+enum Deferred {
+    /// A request, handled in its turn.
+    Request(Box<crate::http::Request>),
+    /// A refusal of bytes that were not a request.
+    Reject(crate::http::Rejection),
 }
 
 /// The event loop. See the module docs.
@@ -443,6 +459,8 @@ impl Server {
             request_timer: false,
             linger_timer: false,
             parked: false,
+            relays: 0,
+            deferred: None,
         });
         let counters = self.service.counters();
         counters.accepted += 1;

@@ -55,7 +55,7 @@ impl Server {
                 Kind::Heartbeat => self.heartbeat(due.key, now),
                 Kind::Request => {
                     slot.request_timer = false;
-                    if slot.parked {
+                    if slot.parked || slot.relays > 0 {
                         // Waiting on the bus is not the client's delay.
                         if let Some(reading) = slot.conn.reading() {
                             reading.deadline = now.instant + self.config.header_timeout;

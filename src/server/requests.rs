@@ -12,7 +12,9 @@
 //!                        └─ Stream ───▶ open_stream: first frames, join the hub
 //! ```
 
-use super::{Server, MAX_READS_PER_TURN, REAUTH_BEFORE, RESPONSE_BACKPRESSURE, STDIN_BATCH};
+use super::{
+    Deferred, Server, MAX_READS_PER_TURN, MAX_RELAYS, REAUTH_BEFORE, RESPONSE_BACKPRESSURE, STDIN_BATCH,
+};
 
 use std::sync::mpsc::TryRecvError;
 use std::time::{Duration, UNIX_EPOCH};
@@ -25,6 +27,7 @@ use crate::frame::Frame;
 use crate::http::reader::Step;
 use crate::http::response::CONTINUE;
 use crate::http::{Rejection, Request};
+use crate::routes;
 use crate::service::{Answer, Caller, OpenStream};
 use crate::timer::Kind;
 
@@ -122,7 +125,13 @@ impl Server {
                 }
                 Step::Request(request) => {
                     reading.deadline = now.instant + self.config.header_timeout;
-                    self.answer(key, &request, now);
+                    self.answer(key, request, now);
+                }
+                Step::Reject(rejection) if slot.relays > 0 => {
+                    // Answered after the publishes before it.
+                    slot.deferred = Some(Deferred::Reject(rejection));
+                    slot.parked = true;
+                    break;
                 }
                 Step::Reject(rejection) => {
                     self.refuse(key, rejection, now);
@@ -141,16 +150,54 @@ impl Server {
     }
 
     /// Hands a request to the service and applies its answer.
-    pub(super) fn answer(&mut self, key: usize, request: &Request, now: Now) {
-        let Some(slot) = self.conns.get(key) else {
+    ///
+    /// Answers leave in the order their requests came. While publishes of
+    /// this connection wait on Redis, which answers them in order, only
+    /// another publish may follow them there; any other request waits
+    /// until they are answered, and is then handled afresh
+    /// ([`Server::relays_answered`]).
+    pub(super) fn answer(&mut self, key: usize, request: Request, now: Now) {
+        let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
         let caller = Caller {
             client: slot.conn.id,
             over_capacity: slot.conn.over_capacity,
         };
-        let answer = self.service.handle(request, caller, now);
-        self.apply(key, request, answer, now);
+        let relays = slot.relays;
+        if relays > 0 && (relays >= MAX_RELAYS || !routes::may_publish(request.method, request.path())) {
+            slot.deferred = Some(Deferred::Request(Box::new(request)));
+            slot.parked = true;
+            return;
+        }
+        match self.service.handle(&request, caller, now) {
+            Answer::Relay(relay) => self.relay(key, relay, now),
+            // A refused publish (401, 400, ...): handled again in its turn.
+            _ if relays > 0 => {
+                if let Some(slot) = self.conns.get_mut(key) {
+                    slot.deferred = Some(Deferred::Request(Box::new(request)));
+                    slot.parked = true;
+                }
+            }
+            answer => self.apply(key, &request, answer, now),
+        }
+    }
+
+    /// The connection's last publish waiting on Redis was answered: the
+    /// request that waited behind it is handled now, then reading goes on.
+    pub(super) fn relays_answered(&mut self, key: usize, now: Now) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        slot.parked = false;
+        match slot.deferred.take() {
+            Some(Deferred::Request(request)) => self.answer(key, *request, now),
+            Some(Deferred::Reject(rejection)) => self.refuse(key, rejection, now),
+            None => {}
+        }
+        if self.conns.get(key).is_some_and(|slot| !slot.parked) {
+            self.drive(key, now);
+        }
     }
 
     /// Applies the service's answer to `request`.

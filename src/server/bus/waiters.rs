@@ -96,7 +96,9 @@ impl Server {
         match sent {
             Ok(()) => {
                 bus.waiters.insert(token, Waiter::Publish { key, conn, relay });
-                self.set_parked(key, true);
+                if let Some(slot) = self.conns.get_mut(key) {
+                    slot.relays += 1;
+                }
             }
             Err(_) => {
                 let retry_after = bus.retry_after(now.instant);
@@ -185,11 +187,15 @@ impl Server {
                     Ok(Err(_)) => Relayed::OutcomeUnknown,
                     Err(failed) => failed,
                 };
-                if self.conns.get(key).is_some_and(|slot| slot.conn.id == conn) {
-                    let (bytes, keep_alive) = self.service.relayed(&relay, outcome, now);
-                    self.set_parked(key, false);
-                    self.send(key, bytes, keep_alive);
-                    self.drive(key, now);
+                let Some(slot) = self.conns.get_mut(key).filter(|slot| slot.conn.id == conn) else {
+                    return;
+                };
+                slot.relays = slot.relays.saturating_sub(1);
+                let last = slot.relays == 0;
+                let (bytes, keep_alive) = self.service.relayed(&relay, outcome, now);
+                self.send(key, bytes, keep_alive);
+                if last {
+                    self.relays_answered(key, now);
                 }
             }
             (
