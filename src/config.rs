@@ -113,8 +113,7 @@ pub struct Config {
     /// subscribers need a token signed with it.
     pub jwt_secret: Option<Secret>,
     /// `--bus`: the Redis (or Valkey) server whose stream this process
-    /// shares with others; `None`, a process on its own. Parsed and
-    /// checked, but the bus is not built yet: `parse` refuses it.
+    /// shares with others; `None`, a process on its own.
     pub bus: Option<BusAddr>,
     /// `--bus-key`: what the bus's Redis keys start with (`<key>:log`).
     pub bus_key: String,
@@ -235,15 +234,6 @@ pub fn parse(
     read_env(&mut raw, env)?;
     refuse_both_of_a_pair(&raw)?;
     let config = apply(&raw)?;
-    // The bus is checked (a bad URL is caught today) but not built yet.
-    // Serving without it would look like working and share nothing, so
-    // ssed refuses to start instead. This goes when the bus lands.
-    if let Some(bus) = flags::find("bus").and_then(|(index, _)| raw[index].as_ref()) {
-        return Err(ConfigError(format!(
-            "{}: the Redis bus is not built yet",
-            bus.name
-        )));
-    }
     Ok(Command::Run(config))
 }
 

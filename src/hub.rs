@@ -30,11 +30,8 @@
 //!
 //! # Ids
 //!
-//! Ids are one strictly increasing u64 sequence that starts at the process
-//! start time in microseconds since the Unix epoch. A restarted server
-//! therefore issues ids larger than any its predecessor did (unless that one
-//! published more than a million events a second on average), so a client's
-//! old id is never mistaken for one of ours.
+//! Without the bus the hub counts ids itself; with it, they are the ids
+//! Redis gave the events in the shared stream (`hub/ids.rs`, [`IdStyle`]).
 //!
 //! # Replay
 //!
@@ -44,6 +41,8 @@
 //!                    n ──┘  client's Last-Event-ID: we hold every event after
 //!                           n only if first_id <= n < next_id and n+1 >= oldest
 //! ```
+//!
+//! ([`Hub::locate`] says where an id lies, with the bus too.)
 //!
 //! When we cannot vouch for every event after `n`, the stream starts with an
 //! `event: gap` that says so, then every retained event of its topics:
@@ -58,6 +57,12 @@ use crate::frame::{self, Frame};
 use crate::log::{Offset, View};
 use crate::sse::{self, EncodeError};
 use crate::topics::{self, Topics};
+
+mod ids;
+mod replay;
+
+pub use ids::{EventId, IdStyle, Located};
+pub use replay::{gap, Resume};
 
 /// A subscriber, named by its connection's slab key.
 pub type Key = usize;
@@ -93,8 +98,13 @@ pub struct Moved {
 /// Ids, views and who reads them.
 #[derive(Debug)]
 pub struct Hub {
+    style: IdStyle,
+    /// The first id counted (without the bus).
     first_id: u64,
+    /// The next id counted (without the bus).
     next_id: u64,
+    /// The id of the last event appended.
+    newest: Option<EventId>,
     history_limit: usize,
     views: Slab<View>,
     by_filter: HashMap<(Topics, bool), ViewId>,
@@ -113,9 +123,21 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// `first_id` is the process start time in microseconds.
+    /// A hub that counts its ids from `first_id`, the process start time
+    /// in microseconds.
     pub fn new(first_id: u64, history_limit: usize) -> Self {
+        Hub::with_style(IdStyle::Counter, first_id, history_limit)
+    }
+
+    /// A hub whose ids are given by the bus ([`Hub::append`]).
+    pub fn for_bus(history_limit: usize) -> Self {
+        Hub::with_style(IdStyle::Stream, 0, history_limit)
+    }
+
+    fn with_style(style: IdStyle, first_id: u64, history_limit: usize) -> Self {
         let mut hub = Hub {
+            style,
+            newest: None,
             first_id,
             next_id: first_id,
             history_limit,
@@ -133,26 +155,46 @@ impl Hub {
         hub
     }
 
-    /// Assigns the next id, encodes and frames the event once, and appends
-    /// it to every view that carries its topic. Returns the id and how many
-    /// subscribers it reaches.
+    /// Assigns the next id (counting), then [`Hub::append`]s the event.
+    /// Returns the id and how many subscribers it reaches.
     pub fn publish(
         &mut self,
         topic: &str,
         name: Option<&str>,
         data: &str,
-    ) -> Result<(u64, usize), EncodeError> {
-        let id = self.next_id;
-        let encoded = sse::encode_event(Some(&id.to_string()), name, data)?;
+    ) -> Result<(EventId, usize), EncodeError> {
+        let id = EventId::new(self.next_id, 0);
+        let audience = self.append(id, topic, name, data)?;
         self.next_id += 1;
+        Ok((id, audience))
+    }
+
+    /// Encodes and frames the event `id` once, and appends it to every
+    /// view that carries its topic; history forgets its oldest event if it
+    /// is full. Returns how many subscribers it reaches. An id not newer
+    /// than the last one appended is dropped: ids only go up, and the bus
+    /// never delivers one twice.
+    pub fn append(
+        &mut self,
+        id: EventId,
+        topic: &str,
+        name: Option<&str>,
+        data: &str,
+    ) -> Result<usize, EncodeError> {
+        if self.newest.is_some_and(|newest| id <= newest) {
+            return Ok(0);
+        }
+        let encoded = sse::encode_event(Some(&self.style.text(id)), name, data)?;
+        self.newest = Some(id);
         let frame = Frame::chunk(&encoded);
         let topic: Rc<str> = Rc::from(topic);
-        let oldest = self.next_id.saturating_sub(self.history_limit as u64);
+        let mut oldest = None;
         let mut audience = 0;
         let named = self.by_topic.get(&topic).into_iter().flatten();
         let by_prefix = &self.by_prefix;
         let patterns =
             topics::prefixes(&topic).flat_map(|prefix| by_prefix.get(prefix).into_iter().flatten());
+        // The history (view 0) comes first: what it forgets, every view does.
         for &view_id in self.everything.iter().chain(named).chain(patterns) {
             let Some(view) = self.views.get_mut(view_id) else {
                 continue;
@@ -161,7 +203,13 @@ impl Hub {
                 continue;
             }
             view.append(id, &topic, frame.wire(view.chunked));
-            view.forget_before(oldest);
+            if view_id == HISTORY {
+                let over = view.index.len().saturating_sub(self.history_limit);
+                view.index.drain(..over);
+                oldest = view.index.front().map(|entry| entry.id);
+            } else {
+                view.forget_before(oldest);
+            }
             audience += view.members.len();
             if view.members.is_empty() {
                 view.trim(Offset::MAX);
@@ -170,51 +218,26 @@ impl Hub {
                 self.dirty.push(view_id);
             }
         }
-        Ok((id, audience))
+        Ok(audience)
     }
 
-    /// Opens a stream of `topics`: the view it reads (made now if nobody
-    /// reads it yet) and where it starts, set back after `last_event_id`
-    /// when it has one.
-    pub fn open(&mut self, topics: &Topics, chunked: bool, last_event_id: Option<&str>) -> Opening {
-        let view_id = match self.by_filter.get(&(topics.clone(), chunked)) {
-            Some(&id) => id,
-            None => self.create_view(topics, chunked),
-        };
-        let oldest = self.oldest_retained();
-        let Some(view) = self.views.get_mut(view_id) else {
-            return Opening {
-                view: view_id,
-                cursor: 0,
-                joined: 0,
-                gap: None,
-            };
-        };
-        view.forget_before(oldest);
-        let Some(last_event_id) = last_event_id else {
-            return Opening {
-                view: view_id,
-                cursor: view.log.head(),
-                joined: view.log.head(),
-                gap: None,
-            };
-        };
-        let parsed = last_event_id.trim().parse::<u64>().ok();
-        let vouched = parsed.filter(|&n| n >= self.first_id && n < self.next_id && n + 1 >= oldest);
-        // The oldest event *this stream* could be sent: never the id of an
-        // event outside its topics.
-        let oldest_in_view = view.index.front().map(|entry| entry.id);
-        let gap = vouched.is_none().then(|| gap(last_event_id, oldest_in_view));
-        // Without a vouched id, every retained event of its topics.
-        let (cursor, joined) = self.views.get(view_id).map_or((0, 0), |view| {
-            (view.position_after(vouched.unwrap_or(0)), view.log.head())
-        });
-        Opening {
-            view: view_id,
-            cursor,
-            joined,
-            gap,
+    /// Forgets every event history holds, in every view: after the bus
+    /// lost events, no replay may pretend to span them. Readers keep the
+    /// bytes they have not been written yet.
+    pub fn forget_history(&mut self) {
+        for (_, view) in self.views.iter_mut() {
+            view.forget_before(None);
         }
+    }
+
+    /// How ids are made and written.
+    pub fn style(&self) -> IdStyle {
+        self.style
+    }
+
+    /// The id of the last event appended.
+    pub fn newest(&self) -> Option<EventId> {
+        self.newest
     }
 
     /// Subscriber `key` reads `view` from now on. Returns its place in the
@@ -325,13 +348,20 @@ impl Hub {
         self.views.get(HISTORY).map_or(0, |view| view.index.len())
     }
 
-    /// The id of the oldest event history keeps (the next id, when none).
-    fn oldest_retained(&self) -> u64 {
-        let oldest = self.next_id.saturating_sub(self.history_limit as u64);
+    /// The id of the oldest event history keeps, if it keeps any.
+    pub fn oldest_retained(&self) -> Option<EventId> {
         self.views
             .get(HISTORY)
-            .and_then(|view| view.index.iter().find(|entry| entry.id >= oldest))
-            .map_or(self.next_id, |entry| entry.id)
+            .and_then(|view| view.index.front())
+            .map(|entry| entry.id)
+    }
+
+    /// History holds the event `id`.
+    fn history_holds(&self, id: EventId) -> bool {
+        self.views.get(HISTORY).is_some_and(|view| {
+            let at = view.index.partition_point(|entry| entry.id < id);
+            view.index.get(at).is_some_and(|entry| entry.id == id)
+        })
     }
 
     /// A view of `topics`, filled with the events history keeps.
@@ -391,24 +421,6 @@ impl Hub {
             }
         }
     }
-}
-
-/// `event: gap` for a client that last saw `last_event_id`, when the
-/// oldest event it could still be sent is `oldest`.
-///
-/// ```text
-/// event: gap
-/// data: {"last_event_id":"<what the client sent>","oldest":<id or null>}
-/// ```
-fn gap(last_event_id: &str, oldest: Option<u64>) -> Rc<Frame> {
-    let oldest = oldest.map_or_else(|| "null".to_string(), |id| id.to_string());
-    let data = format!(
-        "{{\"last_event_id\":{},\"oldest\":{oldest}}}",
-        json_string(last_event_id)
-    );
-    // Neither the name nor the id is a peer's: this cannot fail.
-    let encoded = sse::encode_event(None, Some("gap"), &data).unwrap_or_default();
-    Frame::chunk(&encoded)
 }
 
 /// A JSON string literal (RFC 8259 §7) for text that came from a peer.

@@ -29,7 +29,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::rc::Rc;
 
-use crate::hub::Key;
+use crate::hub::{EventId, Key};
 use crate::topics::Topics;
 
 /// A position in a log: bytes appended before it, since the log began.
@@ -128,7 +128,7 @@ impl Log {
 #[derive(Debug, Clone)]
 pub struct Entry {
     /// The event's id.
-    pub id: u64,
+    pub id: EventId,
     /// Its topic.
     pub topic: Rc<str>,
     /// Where its bytes start in the view's log.
@@ -161,7 +161,7 @@ pub struct View {
     pub dirty: bool,
     /// The id of the last event appended: a view found twice for one event
     /// (`news/*` and `news/a/*` both cover `news/a/b`) takes it once.
-    pub last_id: Option<u64>,
+    pub last_id: Option<EventId>,
 }
 
 impl View {
@@ -180,7 +180,7 @@ impl View {
     }
 
     /// Appends one event's bytes.
-    pub fn append(&mut self, id: u64, topic: &Rc<str>, bytes: &[u8]) {
+    pub fn append(&mut self, id: EventId, topic: &Rc<str>, bytes: &[u8]) {
         self.last_id = Some(id);
         let at = self.log.append(bytes);
         self.index.push_back(Entry {
@@ -191,8 +191,13 @@ impl View {
     }
 
     /// Forgets index entries older than `oldest`, the oldest id history
-    /// keeps: their bytes may go once no cursor needs them.
-    pub fn forget_before(&mut self, oldest: u64) {
+    /// keeps (every entry, when history keeps none): their bytes may go
+    /// once no cursor needs them.
+    pub fn forget_before(&mut self, oldest: Option<EventId>) {
+        let Some(oldest) = oldest else {
+            self.index.clear();
+            return;
+        };
         while self.index.front().is_some_and(|entry| entry.id < oldest) {
             self.index.pop_front();
         }
@@ -200,7 +205,7 @@ impl View {
 
     /// Where a reader that has seen every event up to `after` goes on from:
     /// the first kept event with a larger id, or the head.
-    pub fn position_after(&self, after: u64) -> Offset {
+    pub fn position_after(&self, after: EventId) -> Offset {
         let first = self.index.partition_point(|entry| entry.id <= after);
         self.index.get(first).map_or(self.log.head(), |entry| entry.at)
     }
@@ -283,14 +288,18 @@ mod tests {
         let topic: Rc<str> = Rc::from("t");
         let mut view = View::new(Topics::All, true);
         for id in 10..15 {
-            view.append(id, &topic, &vec![b'e'; 10_000]);
+            view.append(EventId::new(id, 0), &topic, &vec![b'e'; 10_000]);
         }
-        assert_eq!(view.position_after(9), 0);
-        assert_eq!(view.position_after(10), 10_000);
-        assert_eq!(view.position_after(14), view.log.head());
-        assert_eq!(view.position_after(99), view.log.head());
-        view.forget_before(13);
-        assert_eq!(view.position_after(0), 30_000, "only kept events are replayed");
+        assert_eq!(view.position_after(EventId::new(9, 0)), 0);
+        assert_eq!(view.position_after(EventId::new(10, 0)), 10_000);
+        assert_eq!(view.position_after(EventId::new(14, 0)), view.log.head());
+        assert_eq!(view.position_after(EventId::new(99, 0)), view.log.head());
+        view.forget_before(Some(EventId::new(13, 0)));
+        assert_eq!(
+            view.position_after(EventId::ZERO),
+            30_000,
+            "only kept events are replayed"
+        );
         // A reader far behind holds the bytes; then history does.
         view.trim(0);
         assert_eq!(view.log.base(), 0);

@@ -65,6 +65,12 @@ pub fn route(method: Method, path: &str) -> Result<Route, Rejection> {
     }
 }
 
+/// True when `method` on `path` publishes (`POST /publish`,
+/// `GET /broadcast`; not `HEAD`, which changes nothing).
+pub fn may_publish(method: Method, path: &str) -> bool {
+    method != Method::Head && matches!(route(method, path), Ok(Route::Publish | Route::Broadcast))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

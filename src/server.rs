@@ -43,6 +43,7 @@
 //! every handler treats readiness as a hint and confirms it with a read or
 //! a write that may just say `WouldBlock`.
 
+mod bus;
 mod deadlines;
 mod output;
 mod requests;
@@ -65,10 +66,11 @@ use crate::clock::Now;
 use crate::config::Config;
 use crate::conn::{CloseReason, Conn, Phase};
 use crate::frame::Frame;
+use crate::hub::EventId;
 use crate::os;
 use crate::service::Service;
 use crate::signal::Signals;
-use crate::sse::EncodeError;
+use crate::sse::{self, EncodeError};
 use crate::stats::Snapshot;
 use crate::timer::Timers;
 use crate::trace;
@@ -102,6 +104,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Queue memory freed since the last trim that makes a trim worthwhile.
 const TRIM_AFTER: usize = 16 * 1024 * 1024;
+/// Publishes one connection may have waiting on Redis at once; more wait
+/// to be read.
+const MAX_RELAYS: u32 = 1024;
 /// Lines from `--stdin` published per turn.
 const STDIN_BATCH: usize = 1024;
 /// Every read lands here first; the request reader keeps only what it
@@ -134,6 +139,22 @@ struct Slot {
     request_timer: bool,
     /// A [`Kind::Linger`] timer entry exists.
     linger_timer: bool,
+    /// Its request waits on the bus (`server/bus.rs`), or waits for its
+    /// publishes there to be answered: nothing more is read until then.
+    parked: bool,
+    /// Its publishes sent to Redis and not answered yet.
+    relays: u32,
+    /// The request (or refusal) that waits for those answers.
+    deferred: Option<Deferred>,
+}
+
+/// What waits, on a connection, for its publishes to Redis to be answered.
+#[derive(Debug)]
+enum Deferred {
+    /// A request, handled in its turn.
+    Request(Box<crate::http::Request>),
+    /// A refusal of bytes that were not a request.
+    Reject(crate::http::Rejection),
 }
 
 /// The event loop. See the module docs.
@@ -166,6 +187,8 @@ pub struct Server {
     fd_exhaustion_logged: bool,
     /// Queue buffer bytes freed since memory was last handed back.
     released_since_trim: usize,
+    /// With `--bus`: the two connections to Redis.
+    bus: Option<bus::Bus>,
 }
 
 impl Server {
@@ -231,6 +254,7 @@ impl Server {
             expiries: HashMap::new(),
             fd_exhaustion_logged: false,
             released_since_trim: 0,
+            bus: bus::Bus::of(&config, now.instant),
             config,
         })
     }
@@ -291,8 +315,11 @@ impl Server {
         let timeout = if !self.backlog.is_empty() || self.stdin_pending {
             Some(Duration::ZERO)
         } else {
-            let deadline = self.timers.poll_timeout(Now::read().instant);
-            deadline.into_iter().chain(max_wait).min()
+            let now = Now::read().instant;
+            let deadline = self.timers.poll_timeout(now);
+            let bus = self.bus.as_ref().and_then(bus::Bus::deadline);
+            let bus = bus.map(|at| at.saturating_duration_since(now));
+            deadline.into_iter().chain(bus).chain(max_wait).min()
         };
         match self.poll.poll(events, timeout) {
             Err(error) if error.kind() == io::ErrorKind::Interrupted => return Ok(false),
@@ -313,6 +340,7 @@ impl Server {
                     }
                     self.stdin_pending = true;
                 }
+                bus::BUS_COMMANDS | bus::BUS_TAIL => self.on_bus_ready(event.token(), now),
                 Token(token) => self.on_ready(token - FIRST_CONN, event, now),
             }
         }
@@ -322,6 +350,7 @@ impl Server {
         if self.stdin_pending {
             self.drain_stdin(now);
         }
+        self.bus_turn(now);
         self.fire_timers(now);
         self.flush_dirty(now);
         let done = self.timers.in_grace() && (self.conns.is_empty() || self.timers.grace_over(now.instant));
@@ -334,11 +363,29 @@ impl Server {
     /// Publishes an event from the program that embeds the server, as
     /// `POST /publish` does: the service assigns its id, encodes it once
     /// and appends it to the views of its topic; the end of the next turn
-    /// writes it to their readers. Returns the id.
-    pub fn publish(&mut self, topic: &str, name: Option<&str>, data: &str) -> Result<u64, EncodeError> {
-        let (id, _) = self.service.publish(topic, name, data)?;
-        self.flush_overgrown_views(Now::read());
-        Ok(id)
+    /// writes it to their readers. Returns the id. With `--bus` the event
+    /// goes to Redis instead, and comes back (with its id) like any other:
+    /// `None`.
+    pub fn publish(
+        &mut self,
+        topic: &str,
+        name: Option<&str>,
+        data: &str,
+    ) -> Result<Option<EventId>, PublishError> {
+        let now = Now::read();
+        if self.bus.is_some() {
+            sse::encode_event(None, name, data).map_err(PublishError::Encode)?;
+            return match self.relay_unanswered(topic, name, data, now) {
+                true => Ok(None),
+                false => Err(PublishError::BusDown),
+            };
+        }
+        let (id, _) = self
+            .service
+            .publish(topic, name, data)
+            .map_err(PublishError::Encode)?;
+        self.flush_overgrown_views(now);
+        Ok(Some(id))
     }
 
     fn accept(&mut self, index: usize, now: Now) {
@@ -411,6 +458,9 @@ impl Server {
             dirty: false,
             request_timer: false,
             linger_timer: false,
+            parked: false,
+            relays: 0,
+            deferred: None,
         });
         let counters = self.service.counters();
         counters.accepted += 1;
@@ -477,6 +527,26 @@ impl Server {
         }
     }
 }
+
+/// Why [`Server::publish`] published nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishError {
+    /// The event cannot be written as SSE (a name with a line break).
+    Encode(EncodeError),
+    /// With `--bus`: Redis is not connected.
+    BusDown,
+}
+
+impl std::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PublishError::Encode(error) => error.fmt(f),
+            PublishError::BusDown => f.write_str("the bus is down: nothing was published"),
+        }
+    }
+}
+
+impl std::error::Error for PublishError {}
 
 /// Room set aside at start for `max_conns` connections (and their timer
 /// entries). Reserving is not touching: a page costs memory only once a

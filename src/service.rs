@@ -27,26 +27,30 @@ use std::time::SystemTime;
 use log::debug;
 
 mod access;
+mod bus;
+mod fixed;
+
+pub use fixed::PAGE;
+use fixed::{no_store, page, preflight};
+
+pub use bus::{Park, Relay, Relayed, Replying, Waited};
 
 use crate::clock::{self, HttpDate, Now};
 use crate::config::Config;
 use crate::frame::Frame;
 use crate::http::response::stream_head;
 use crate::http::{Framing, Method, Rejection, Request, Response};
-use crate::hub::{self, Hub, Key, Moved, ViewId};
+use crate::hub::{self, EventId, Hub, Key, Moved, ViewId};
 use crate::log::{Offset, View};
 use crate::params;
 use crate::rng::Rng;
 use crate::routes::{self, Route};
 use crate::sse::{self, EncodeError};
-use crate::stats::{Counters, Snapshot};
+use crate::stats::{BusFigures, Counters, Snapshot};
 use access::Publisher;
 
 /// Most names and patterns `/topics` lists.
 const MAX_TOPICS_LISTED: usize = 1000;
-
-/// The demo page: an `EventSource` client with a publish form.
-pub const PAGE: &str = include_str!("page.html");
 
 /// What the application knows of the connection a request came on.
 #[derive(Debug, Clone, Copy)]
@@ -76,6 +80,13 @@ pub enum Answer {
     },
     /// Become an event stream.
     Stream(OpenStream),
+    /// With `--bus`: send the event to Redis (`XADD`), and answer the
+    /// request with what Redis says ([`Service::relayed`]).
+    Relay(Relay),
+    /// With `--bus`: the stream cannot open before the bus tells more
+    /// ([`Park`]); the loop keeps the request, and hands it back to
+    /// [`Service::resume`] with what it learned.
+    Park(Park),
 }
 
 /// A stream about to open: what it sends first, and where it reads.
@@ -106,14 +117,22 @@ pub struct Service {
     rng: Rng,
     ping: Rc<Frame>,
     shutting_down: bool,
+    /// With `--bus`: how the bus is doing, and whether the history has
+    /// been read from it yet.
+    bus: Option<(BusFigures, bool)>,
 }
 
 impl Service {
     /// A service whose ids start at `now`'s wall-clock time in microseconds.
     pub fn new(config: Config, now: Now) -> Self {
         let first_id = clock::unix_micros(now.wall);
+        let (hub, bus) = match config.bus {
+            None => (Hub::new(first_id, config.history), None),
+            Some(_) => (Hub::for_bus(config.history), Some((BusFigures::default(), false))),
+        };
         Service {
-            hub: Hub::new(first_id, config.history),
+            hub,
+            bus,
             counters: Counters::new(now.instant),
             date: HttpDate::default(),
             rng: Rng::seeded(first_id),
@@ -134,7 +153,10 @@ impl Service {
         }
         let response = match route {
             Route::Page => page(),
-            Route::Health => Response::text(200, "ok\n"),
+            Route::Health => match self.bus {
+                Some((figures, _)) if !figures.connected => Response::text(503, "bus down\n"),
+                _ => Response::text(200, "ok\n"),
+            },
             Route::Stats => no_store(Response::json(self.snapshot(now).json())),
             Route::Metrics => no_store(Response::new(
                 200,
@@ -146,7 +168,7 @@ impl Service {
                 Ok(()) => no_store(Response::json(self.topics_json())),
                 Err(rejection) => return self.refuse(rejection, Some(request), now),
             },
-            Route::Events => return self.open_stream(request, caller, now),
+            Route::Events => return self.open_stream(request, caller, now, None),
             Route::Publish | Route::Broadcast => return self.publish_request(request, route, now),
         };
         self.respond(request, &response, request.keep_alive, now)
@@ -180,13 +202,15 @@ impl Service {
     /// Publishes one event: the one place every publish goes through, from
     /// HTTP, `--stdin` or an embedding program. The hub assigns the id,
     /// encodes the event once and appends it to every view of its topic.
-    /// Returns the id and how many subscribers it reaches.
+    /// Returns the id and how many subscribers it reaches. (With `--bus`
+    /// the loop sends events to Redis instead, and [`Service::deliver`]s
+    /// what it reads back.)
     pub fn publish(
         &mut self,
         topic: &str,
         name: Option<&str>,
         data: &str,
-    ) -> Result<(u64, usize), EncodeError> {
+    ) -> Result<(EventId, usize), EncodeError> {
         let (id, audience) = self.hub.publish(topic, name, data)?;
         self.counters.published += 1;
         self.counters.delivered += audience as u64;
@@ -194,9 +218,14 @@ impl Service {
     }
 
     /// One line of `--stdin`, published to its topic.
-    pub fn publish_line(&mut self, line: &str) -> Option<u64> {
+    pub fn publish_line(&mut self, line: &str) -> Option<EventId> {
         let topic = self.config.stdin_topic.clone()?;
         self.publish(&topic, None, line).ok().map(|(id, _)| id)
+    }
+
+    /// `--stdin`'s topic.
+    pub fn stdin_topic(&self) -> Option<&str> {
+        self.config.stdin_topic.as_deref()
     }
 
     /// A tick: `event: tick` with the time. Ticks have no id and are not
@@ -296,6 +325,7 @@ impl Service {
             history: self.hub.history_len(),
             uptime_s: now.instant.duration_since(self.counters.started).as_secs(),
             counters: self.counters,
+            bus: self.bus.map(|(figures, _)| figures),
         }
     }
 
@@ -317,8 +347,10 @@ impl Service {
     }
 
     /// `GET /events`: the stream head, `retry:` and `connected`, then any
-    /// replay. `HEAD /events` gets the head alone.
-    fn open_stream(&mut self, request: &Request, caller: Caller, now: Now) -> Answer {
+    /// replay. `HEAD /events` gets the head alone. With `--bus` the stream
+    /// may have to wait for the bus first ([`Answer::Park`]); `waited` is
+    /// what came of that.
+    fn open_stream(&mut self, request: &Request, caller: Caller, now: Now, waited: Option<Waited>) -> Answer {
         let asked = match params::subscription(request) {
             Ok(asked) => asked,
             Err(rejection) => return self.refuse(rejection, Some(request), now),
@@ -351,12 +383,17 @@ impl Service {
             };
         }
         let chunked = !request.http10;
-        let opening = self.hub.open(&topics, chunked, asked.last_event_id.as_deref());
+        let (resume, replayed) = match self.resume_point(&asked, &topics, waited) {
+            Ok(found) => found,
+            Err(park) => return Answer::Park(park),
+        };
+        let opening = self.hub.open_at(&topics, chunked, resume);
         let mut frames = vec![
             Frame::raw(head),
             Frame::chunk(&sse::greeting(self.config.retry_ms, caller.client)),
         ];
         frames.extend(opening.gap);
+        frames.extend(replayed);
         debug!("#{} subscribed", caller.client);
         Answer::Stream(OpenStream {
             frames,
@@ -389,9 +426,20 @@ impl Service {
             // HEAD must not change anything: say what GET would.
             return self.respond(request, &Response::json(String::new()), request.keep_alive, now);
         }
+        if self.bus.is_some() {
+            return Answer::Relay(Relay {
+                topic: checked.topic,
+                name: checked.name,
+                data: checked.data,
+                replying: Replying::to(request),
+            });
+        }
         match self.publish(&checked.topic, checked.name.as_deref(), &checked.data) {
             Ok((id, subscribers)) => {
-                let json = format!("{{\"id\":{id},\"subscribers\":{subscribers}}}\n");
+                let json = format!(
+                    "{{\"id\":{},\"subscribers\":{subscribers}}}\n",
+                    self.hub.style().json(id)
+                );
                 match self.respond(request, &Response::json(json), request.keep_alive, now) {
                     Answer::Respond { bytes, keep_alive } => Answer::Publish { bytes, keep_alive },
                     other => other,
@@ -435,31 +483,4 @@ impl Service {
         let bytes = response.encode(framing, self.date.at(now.wall));
         Answer::Respond { bytes, keep_alive }
     }
-}
-
-/// The demo page.
-fn page() -> Response {
-    let mut response = Response::new(200, "text/html; charset=utf-8", PAGE.as_bytes().to_vec());
-    response.header("Cache-Control", "no-cache");
-    response
-}
-
-/// Figures of this instant: never cached.
-fn no_store(mut response: Response) -> Response {
-    response.header("Cache-Control", "no-store");
-    response
-}
-
-/// The CORS preflight: which methods and request headers a page on another
-/// origin may use, cached by the browser for a day.
-fn preflight() -> Response {
-    let mut response = Response::new(204, "text/plain", Vec::new());
-    response.header("Allow", "GET, HEAD, POST, OPTIONS");
-    response.header("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS");
-    response.header(
-        "Access-Control-Allow-Headers",
-        "Authorization, Content-Type, Last-Event-ID, Cache-Control",
-    );
-    response.header("Access-Control-Max-Age", "86400");
-    response
 }

@@ -3,10 +3,13 @@
 //!
 //! The counters only ever go up. Of the gauges, the loop keeps the number
 //! of open connections here as they open and close; subscribers and
-//! history are read from the hub when a snapshot is taken.
+//! history are read from the hub when a snapshot is taken; the bus's
+//! figures from its two connections.
 
 use std::fmt::Write as _;
 use std::time::Instant;
+
+use crate::hub::EventId;
 
 /// Counters, bumped by the loop and the service as things happen, and the
 /// connection gauge.
@@ -59,6 +62,41 @@ pub struct Snapshot {
     pub uptime_s: u64,
     /// The counters at this instant.
     pub counters: Counters,
+    /// The bus, with `--bus`.
+    pub bus: Option<BusFigures>,
+}
+
+/// The bus as `/stats` and `/metrics` show it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BusFigures {
+    /// Both connections to Redis are up.
+    pub connected: bool,
+    /// Times a connection came back after having been up.
+    pub reconnects: u64,
+    /// The last id read from the stream.
+    pub last_id: Option<EventId>,
+    /// From Redis adding the last event read (its id's time) to this
+    /// process delivering it, by the two clocks: how far behind we are.
+    pub lag_ms: Option<u64>,
+    /// From writing the last answered `XADD` to reading its reply.
+    pub round_trip_us: Option<u64>,
+}
+
+impl BusFigures {
+    fn json(&self) -> String {
+        let number = |value: Option<u64>| value.map_or_else(|| "null".to_string(), |v| v.to_string());
+        let last_id = self
+            .last_id
+            .map_or_else(|| "null".to_string(), |id| format!("\"{id}\""));
+        format!(
+            "{{\"connected\":{},\"reconnects\":{},\"last_id\":{last_id},\"lag_ms\":{},\
+             \"publish_round_trip_us\":{}}}",
+            self.connected,
+            self.reconnects,
+            number(self.lag_ms),
+            number(self.round_trip_us)
+        )
+    }
 }
 
 impl Snapshot {
@@ -68,7 +106,7 @@ impl Snapshot {
         format!(
             "{{\"connections\":{},\"subscribers\":{},\"published\":{},\"delivered\":{},\
              \"bytes_out\":{},\"evicted\":{},\"uptime_s\":{},\"history\":{},\
-             \"accepted\":{},\"rejected\":{}}}\n",
+             \"accepted\":{},\"rejected\":{}{}}}\n",
             self.connections,
             self.subscribers,
             c.published,
@@ -78,7 +116,9 @@ impl Snapshot {
             self.uptime_s,
             self.history,
             c.accepted,
-            c.rejected
+            c.rejected,
+            self.bus
+                .map_or_else(String::new, |bus| format!(",\"bus\":{}", bus.json()))
         )
     }
 
@@ -154,6 +194,41 @@ impl Snapshot {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
             );
         }
+        if let Some(bus) = &self.bus {
+            let gauges: [(&str, &str, &str, Option<f64>); 4] = [
+                (
+                    "ssed_bus_connected",
+                    "gauge",
+                    "1 when both connections to Redis are up.",
+                    Some(f64::from(u8::from(bus.connected))),
+                ),
+                (
+                    "ssed_bus_reconnects_total",
+                    "counter",
+                    "Times a connection to Redis came back.",
+                    Some(bus.reconnects as f64),
+                ),
+                (
+                    "ssed_bus_lag_seconds",
+                    "gauge",
+                    "From Redis adding the last event read to its delivery here.",
+                    bus.lag_ms.map(|ms| ms as f64 / 1e3),
+                ),
+                (
+                    "ssed_bus_publish_round_trip_seconds",
+                    "gauge",
+                    "From writing the last answered XADD to reading its reply.",
+                    bus.round_trip_us.map(|us| us as f64 / 1e6),
+                ),
+            ];
+            for (name, kind, help, value) in gauges {
+                let Some(value) = value else { continue };
+                let _ = write!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+                );
+            }
+        }
         out
     }
 }
@@ -172,6 +247,7 @@ mod tests {
             history: 3,
             uptime_s: 9,
             counters,
+            bus: None,
         }
     }
 
@@ -190,6 +266,31 @@ mod tests {
         ] {
             assert!(json.contains(field), "{field} in {json}");
         }
+    }
+
+    #[test]
+    fn the_bus_shows_when_there_is_one() {
+        let mut with_bus = snapshot();
+        with_bus.bus = Some(BusFigures {
+            connected: true,
+            reconnects: 2,
+            last_id: Some(EventId::new(17, 3)),
+            lag_ms: Some(4),
+            round_trip_us: None,
+        });
+        let json = with_bus.json();
+        assert!(
+            json.ends_with(
+                ",\"bus\":{\"connected\":true,\"reconnects\":2,\"last_id\":\"17-3\",\
+                 \"lag_ms\":4,\"publish_round_trip_us\":null}}\n"
+            ),
+            "{json}"
+        );
+        let text = with_bus.prometheus();
+        assert!(text.contains("\nssed_bus_connected 1\n"), "{text}");
+        assert!(text.contains("\nssed_bus_lag_seconds 0.004\n"), "{text}");
+        assert!(!text.contains("round_trip"), "{text}");
+        assert!(!snapshot().json().contains("bus"));
     }
 
     #[test]

@@ -437,21 +437,29 @@ fn the_jwt_secret_from_either_flag_or_variable() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `--bus` is parsed, so a bad URL is refused with its reason; a good one
-/// is refused too, until the bus is built.
+/// `--bus` is parsed: a bad URL is refused with its reason, a good one
+/// kept with its companions.
 #[test]
-fn the_bus_is_checked_then_refused() {
+fn the_bus_is_checked() {
+    let config = run(&["--bus", "redis://127.0.0.1:6379/2"]).unwrap();
+    assert_eq!(
+        config.bus,
+        Some(BusAddr::Tcp {
+            host: "127.0.0.1".into(),
+            port: 6379,
+            db: 2
+        })
+    );
+    let config = run(&["--bus=redis+unix:///run/redis.sock", "--bus-key", "k"]).unwrap();
+    assert!(
+        matches!(config.bus, Some(BusAddr::Unix { .. })),
+        "{:?}",
+        config.bus
+    );
+    assert_eq!(config.bus_key, "k");
     for (args, says) in [
         (
-            &["--bus", "redis://127.0.0.1:6379"][..],
-            "--bus: the Redis bus is not built yet",
-        ),
-        (
-            &["--bus=redis+unix:///run/redis.sock", "--bus-key", "k"],
-            "--bus: the Redis bus is not built yet",
-        ),
-        (
-            &["--bus", "redis://h:1/16"],
+            &["--bus", "redis://h:1/16"][..],
             "--bus: database '16' is not a number from 0 to 15",
         ),
         (&["--bus", "redis://h:99999"], "--bus: port '99999'"),

@@ -50,6 +50,22 @@ pub enum Rejection {
         /// The `Retry-After` header's value, in seconds.
         retry_after: u64,
     },
+    /// 503: the bus (Redis) is not connected: nothing was published.
+    BusDown {
+        /// The `Retry-After` header's value, in seconds.
+        retry_after: u64,
+    },
+    /// 503: the connection to Redis broke with the publish in flight: it
+    /// may or may not have been added, and it is not sent again.
+    OutcomeUnknown {
+        /// The `Retry-After` header's value, in seconds.
+        retry_after: u64,
+    },
+    /// 503: Redis refused to add the event (out of memory, say).
+    BusRefused {
+        /// The `Retry-After` header's value, in seconds.
+        retry_after: u64,
+    },
 }
 
 impl Rejection {
@@ -66,7 +82,10 @@ impl Rejection {
             Rejection::UriTooLong => 414,
             Rejection::HeadersTooLarge => 431,
             Rejection::NotImplemented(_) => 501,
-            Rejection::Overloaded { .. } => 503,
+            Rejection::Overloaded { .. }
+            | Rejection::BusDown { .. }
+            | Rejection::OutcomeUnknown { .. }
+            | Rejection::BusRefused { .. } => 503,
         }
     }
 
@@ -84,6 +103,11 @@ impl Rejection {
             Rejection::HeadersTooLarge => "request head too large".into(),
             Rejection::NotImplemented(what) => format!("not implemented: {what}"),
             Rejection::Overloaded { .. } => "server at its connection limit, try again later".into(),
+            Rejection::BusDown { .. } => "bus down: the event was not published, try again later".into(),
+            Rejection::OutcomeUnknown { .. } => "outcome unknown: the bus connection broke before Redis \
+                 answered; the event may or may not have been published, and was not sent again"
+                .into(),
+            Rejection::BusRefused { .. } => "the bus refused the event: it was not published".into(),
         }
     }
 
@@ -97,6 +121,9 @@ impl Rejection {
                 | Rejection::MethodNotAllowed { .. }
                 | Rejection::Unauthorized(_)
                 | Rejection::Forbidden(_)
+                | Rejection::BusDown { .. }
+                | Rejection::OutcomeUnknown { .. }
+                | Rejection::BusRefused { .. }
         )
     }
 
@@ -105,7 +132,12 @@ impl Rejection {
         let mut response = Response::text(self.status(), format!("{}\n", self.message()));
         match self {
             Rejection::MethodNotAllowed { allow } => response.header("Allow", allow),
-            Rejection::Overloaded { retry_after } => response.header("Retry-After", &retry_after.to_string()),
+            Rejection::Overloaded { retry_after }
+            | Rejection::BusDown { retry_after }
+            | Rejection::OutcomeUnknown { retry_after }
+            | Rejection::BusRefused { retry_after } => {
+                response.header("Retry-After", &retry_after.to_string())
+            }
             Rejection::Unauthorized(_) => response.header("WWW-Authenticate", "Bearer"),
             _ => {}
         }

@@ -36,8 +36,11 @@ fn gap_text(opening: &Opening) -> Option<String> {
 #[test]
 fn ids_start_at_the_start_time_and_the_event_is_framed_once() {
     let mut hub = Hub::new(START, 4);
-    assert_eq!(hub.publish("t", None, "a").unwrap(), (START, 0));
-    assert_eq!(hub.publish("t", Some("n"), "b").unwrap(), (START + 1, 0));
+    assert_eq!(hub.publish("t", None, "a").unwrap(), (EventId::new(START, 0), 0));
+    assert_eq!(
+        hub.publish("t", Some("n"), "b").unwrap(),
+        (EventId::new(START + 1, 0), 0)
+    );
     let history = hub.view(HISTORY).unwrap();
     let second = Frame::chunk(format!("id: {}\nevent: n\ndata: b\n\n", START + 1).as_bytes());
     assert!(history.log.since(0).unwrap().ends_with(second.chunked()));
@@ -233,4 +236,90 @@ fn presence_counts_streams_per_name_and_pattern() {
     hub.leave(news, 0);
     hub.leave(all, 0);
     assert_eq!(counts(&hub), [("*".to_string(), 1)]);
+}
+
+/// A bus hub with events `ms-0` for each `ms`, on topic `t`.
+fn bus_hub(history: usize, ids: &[u64]) -> Hub {
+    let mut hub = Hub::for_bus(history);
+    for &ms in ids {
+        hub.append(EventId::new(ms, 0), "t", None, "x").unwrap();
+    }
+    hub
+}
+
+#[test]
+fn bus_ids_are_written_whole_and_only_go_up() {
+    let mut hub = bus_hub(8, &[10, 20]);
+    assert_eq!(hub.append(EventId::new(20, 0), "t", None, "again").unwrap(), 0);
+    assert_eq!(hub.append(EventId::new(15, 0), "t", None, "older").unwrap(), 0);
+    let text = String::from_utf8_lossy(hub.view(HISTORY).unwrap().log.since(0).unwrap()).into_owned();
+    assert_eq!(text.matches("id: ").count(), 2, "{text}");
+    assert!(text.contains("id: 20-0\n"), "{text}");
+    assert_eq!(hub.newest(), Some(EventId::new(20, 0)));
+    assert_eq!(IdStyle::Stream.json(EventId::new(20, 1)), "\"20-1\"");
+    assert_eq!(IdStyle::Counter.json(EventId::new(20, 0)), "20");
+}
+
+#[test]
+fn a_bus_id_is_held_behind_ahead_or_unknown() {
+    let hub = bus_hub(3, &[10, 20, 30, 40, 50]);
+    let id = |ms| EventId::new(ms, 0);
+    assert_eq!(hub.oldest_retained(), Some(id(30)));
+    assert_eq!(hub.locate("30-0"), Located::Held(id(30)));
+    assert_eq!(hub.locate("50-0"), Located::Held(id(50)));
+    assert_eq!(
+        hub.locate("10-0"),
+        Located::Behind(id(10)),
+        "Redis may still hold it"
+    );
+    assert_eq!(hub.locate("29-9"), Located::Behind(EventId::new(29, 9)));
+    assert_eq!(
+        hub.locate("51-0"),
+        Located::Ahead(id(51)),
+        "another process is ahead"
+    );
+    assert_eq!(
+        hub.locate("35-0"),
+        Located::Unknown,
+        "within history, not one of ours"
+    );
+    for foreign in ["40", "40-", "-0", "040-0", "x", ""] {
+        assert_eq!(hub.locate(foreign), Located::Unknown, "{foreign:?}");
+    }
+    assert_eq!(
+        Hub::for_bus(3).locate("1-0"),
+        Located::Ahead(id(1)),
+        "nothing read yet"
+    );
+}
+
+#[test]
+fn a_loss_forgets_history_so_no_replay_spans_it() {
+    let mut hub = bus_hub(8, &[10, 20]);
+    let opening = hub.open(&Topics::All, true, Some("10-0"));
+    assert!(opening.gap.is_none());
+    hub.forget_history();
+    assert_eq!(hub.history_len(), 0);
+    assert_eq!(hub.locate("10-0"), Located::Behind(EventId::new(10, 0)));
+    assert_eq!(
+        hub.locate("20-0"),
+        Located::Held(EventId::new(20, 0)),
+        "caught up"
+    );
+    let gap = hub.open(&Topics::All, true, Some("5"));
+    assert_eq!(
+        gap_text(&gap).unwrap(),
+        "event: gap\ndata: {\"last_event_id\":\"5\",\"oldest\":null}\n\n"
+    );
+}
+
+#[test]
+fn without_a_bus_an_id_from_the_future_gets_the_gap_then_everything_kept() {
+    let mut hub = hub_with(4, &["a", "b", "a"]);
+    let future = (START + 1_000).to_string();
+    let opening = hub.open(&Topics::All, true, Some(&future));
+    assert!(gap_text(&opening)
+        .unwrap()
+        .contains(&format!("\"oldest\":{START}")));
+    assert_eq!(replayed(&hub, &opening), [START, START + 1, START + 2]);
 }

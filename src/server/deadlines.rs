@@ -55,6 +55,14 @@ impl Server {
                 Kind::Heartbeat => self.heartbeat(due.key, now),
                 Kind::Request => {
                     slot.request_timer = false;
+                    if slot.parked || slot.relays > 0 {
+                        // Waiting on the bus is not the client's delay.
+                        if let Some(reading) = slot.conn.reading() {
+                            reading.deadline = now.instant + self.config.header_timeout;
+                        }
+                        self.arm_request_timer(due.key);
+                        continue;
+                    }
                     match &slot.conn.phase {
                         Phase::Request(reading) if reading.deadline > now.instant => {
                             self.arm_request_timer(due.key);

@@ -12,7 +12,9 @@
 //!                        └─ Stream ───▶ open_stream: first frames, join the hub
 //! ```
 
-use super::{Server, MAX_READS_PER_TURN, REAUTH_BEFORE, RESPONSE_BACKPRESSURE, STDIN_BATCH};
+use super::{
+    Deferred, Server, MAX_READS_PER_TURN, MAX_RELAYS, REAUTH_BEFORE, RESPONSE_BACKPRESSURE, STDIN_BATCH,
+};
 
 use std::sync::mpsc::TryRecvError;
 use std::time::{Duration, UNIX_EPOCH};
@@ -25,6 +27,7 @@ use crate::frame::Frame;
 use crate::http::reader::Step;
 use crate::http::response::CONTINUE;
 use crate::http::{Rejection, Request};
+use crate::routes;
 use crate::service::{Answer, Caller, OpenStream};
 use crate::timer::Kind;
 
@@ -56,6 +59,10 @@ impl Server {
             let Some(slot) = self.conns.get_mut(key) else {
                 return true;
             };
+            if slot.parked {
+                // Driven again once the bus has answered.
+                return true;
+            }
             let conn = &mut slot.conn;
             if !conn.wants_read() {
                 return true;
@@ -99,7 +106,8 @@ impl Server {
             let Some(slot) = self.conns.get_mut(key) else {
                 return;
             };
-            let backpressured = slot.conn.queued() > RESPONSE_BACKPRESSURE;
+            // A request waiting on the bus is answered before the next is read.
+            let backpressured = slot.conn.queued() > RESPONSE_BACKPRESSURE || slot.parked;
             // Answered with a close, or became a stream: the rest is dropped.
             let Some(reading) = slot.conn.reading() else {
                 break;
@@ -117,7 +125,13 @@ impl Server {
                 }
                 Step::Request(request) => {
                     reading.deadline = now.instant + self.config.header_timeout;
-                    self.answer(key, &request, now);
+                    self.answer(key, request, now);
+                }
+                Step::Reject(rejection) if slot.relays > 0 => {
+                    // Answered after the publishes before it.
+                    slot.deferred = Some(Deferred::Reject(rejection));
+                    slot.parked = true;
+                    break;
                 }
                 Step::Reject(rejection) => {
                     self.refuse(key, rejection, now);
@@ -136,21 +150,68 @@ impl Server {
     }
 
     /// Hands a request to the service and applies its answer.
-    pub(super) fn answer(&mut self, key: usize, request: &Request, now: Now) {
-        let Some(slot) = self.conns.get(key) else {
+    ///
+    /// Answers leave in the order their requests came. While publishes of
+    /// this connection wait on Redis, which answers them in order, only
+    /// another publish may follow them there; any other request waits
+    /// until they are answered, and is then handled afresh
+    /// ([`Server::relays_answered`]).
+    pub(super) fn answer(&mut self, key: usize, request: Request, now: Now) {
+        let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
         let caller = Caller {
             client: slot.conn.id,
             over_capacity: slot.conn.over_capacity,
         };
-        match self.service.handle(request, caller, now) {
+        let relays = slot.relays;
+        if relays > 0 && (relays >= MAX_RELAYS || !routes::may_publish(request.method, request.path())) {
+            slot.deferred = Some(Deferred::Request(Box::new(request)));
+            slot.parked = true;
+            return;
+        }
+        match self.service.handle(&request, caller, now) {
+            Answer::Relay(relay) => self.relay(key, relay, now),
+            // A refused publish (401, 400, ...): handled again in its turn.
+            _ if relays > 0 => {
+                if let Some(slot) = self.conns.get_mut(key) {
+                    slot.deferred = Some(Deferred::Request(Box::new(request)));
+                    slot.parked = true;
+                }
+            }
+            answer => self.apply(key, &request, answer, now),
+        }
+    }
+
+    /// The connection's last publish waiting on Redis was answered: the
+    /// request that waited behind it is handled now, then reading goes on.
+    pub(super) fn relays_answered(&mut self, key: usize, now: Now) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        slot.parked = false;
+        match slot.deferred.take() {
+            Some(Deferred::Request(request)) => self.answer(key, *request, now),
+            Some(Deferred::Reject(rejection)) => self.refuse(key, rejection, now),
+            None => {}
+        }
+        if self.conns.get(key).is_some_and(|slot| !slot.parked) {
+            self.drive(key, now);
+        }
+    }
+
+    /// Applies the service's answer to `request`.
+    pub(super) fn apply(&mut self, key: usize, request: &Request, answer: Answer, now: Now) {
+        match answer {
             Answer::Respond { bytes, keep_alive } => self.send(key, bytes, keep_alive),
             Answer::Publish { bytes, keep_alive } => {
                 self.send(key, bytes, keep_alive);
                 self.flush_overgrown_views(now);
             }
             Answer::Stream(stream) => self.open_stream(key, stream, now),
+            // With --bus (server/bus.rs): the answer comes with Redis' reply.
+            Answer::Relay(relay) => self.relay(key, relay, now),
+            Answer::Park(park) => self.park(key, request.clone(), park, now),
         }
     }
 
@@ -216,11 +277,23 @@ impl Server {
         self.mark_dirty(key);
     }
 
+    /// Publishes the lines `--stdin` read, a batch per turn. With `--bus`
+    /// they go to Redis, and only while it is connected: meanwhile they
+    /// wait in the reader's bounded channel, and the program writing them
+    /// blocks, so none is lost.
     pub(super) fn drain_stdin(&mut self, now: Now) {
         self.stdin_pending = false;
         for _ in 0..STDIN_BATCH {
+            if self.bus.as_ref().is_some_and(|bus| !bus.accepts_publishes()) {
+                return; // resumed when the command connection is ready
+            }
             let Some(lines) = &self.stdin else { return };
             match lines.try_recv() {
+                Ok(line) if self.bus.is_some() => {
+                    if let Some(topic) = self.service.stdin_topic().map(str::to_owned) {
+                        self.relay_unanswered(&topic, None, &line, now);
+                    }
+                }
                 Ok(line) => {
                     if self.service.publish_line(&line).is_some() {
                         self.flush_overgrown_views(now);

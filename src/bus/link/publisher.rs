@@ -10,19 +10,22 @@
 //!   ✂ connection lost        ──▶ OutcomeUnknown { token 3 }    (never resent)
 //! ```
 //!
-//! Redis answers one connection's commands in order, so the oldest publish
-//! in flight owns the next reply. Publishing answers nothing locally: the
+//! Redis answers one connection's commands in order, so the oldest command
+//! in flight owns the next reply. The same connection reads old entries for
+//! a replay that reaches past the local history ([`Publisher::range`]:
+//! `XRANGE`, answered [`PublishEvent::Range`]), in the same order. Publishing answers nothing locally: the
 //! event reaches subscribers, this process's included, when the [`Tail`]
 //! reads it back.
 //!
 //! [`Tail`]: super::Tail
 
 use std::collections::VecDeque;
+use std::ops::Bound;
 use std::time::{Duration, Instant};
 
 use super::{Link, LinkError, LinkEvent, Settings};
 use crate::bus::resp::Reply;
-use crate::bus::streams::{self, ReplyError, StreamId};
+use crate::bus::streams::{self, Entry, ReplyError, StreamId};
 
 /// What became of publishes, or of the connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +38,13 @@ pub enum PublishEvent {
         token: u64,
         /// The entry's id: the event's id on every process.
         id: StreamId,
+    },
+    /// The entries an `XRANGE` read ([`Publisher::range`]), in order.
+    Range {
+        /// Who asked.
+        token: u64,
+        /// The entries, oldest first.
+        entries: Vec<Entry>,
     },
     /// Redis refused the command (`-OOM ...`, `-ERR ...`): nothing was added.
     Refused {
@@ -64,11 +74,13 @@ pub struct Unavailable {
     pub retry_at: Option<Instant>,
 }
 
-/// A publish written and not answered yet.
+/// A command written and not answered yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct InFlight {
     token: u64,
     sent_at: Instant,
+    /// An `XRANGE`, not an `XADD`.
+    range: bool,
 }
 
 /// The command connection and the publishes in flight on it.
@@ -131,8 +143,43 @@ impl Publisher {
             });
         }
         streams::xadd_event(&self.stream, self.retention, topic, name, data, out);
-        self.in_flight.push_back(InFlight { token, sent_at: now });
+        self.in_flight.push_back(InFlight {
+            token,
+            sent_at: now,
+            range: false,
+        });
         Ok(())
+    }
+
+    /// Appends to `out` an `XRANGE <stream> start end COUNT count` for
+    /// `token`, answered by [`PublishEvent::Range`] in its turn. Refused at
+    /// once, with nothing written, unless the link is ready.
+    pub fn range(
+        &mut self,
+        token: u64,
+        (start, end): (Bound<StreamId>, Bound<StreamId>),
+        count: u64,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Unavailable> {
+        if !self.link.is_ready() {
+            return Err(Unavailable {
+                retry_at: self.link.retry_at(),
+            });
+        }
+        streams::xrange(&self.stream, start, end, count, out);
+        self.in_flight.push_back(InFlight {
+            token,
+            sent_at: now,
+            range: true,
+        });
+        Ok(())
+    }
+
+    /// When the oldest command in flight was written: a reply overdue
+    /// means a connection that died without a word.
+    pub fn oldest_sent(&self) -> Option<Instant> {
+        self.in_flight.front().map(|sent| sent.sent_at)
     }
 
     /// How many publishes wait for their reply.
@@ -191,6 +238,33 @@ impl Publisher {
         let Some(sent) = self.in_flight.front().copied() else {
             return Err(LinkError::Unexpected(ReplyError::Shape("a reply to no command")));
         };
+        let event = if sent.range {
+            match streams::parse_xrange(reply) {
+                Ok(entries) => PublishEvent::Range {
+                    token: sent.token,
+                    entries,
+                },
+                Err(ReplyError::Redis(reason)) => PublishEvent::Refused {
+                    token: sent.token,
+                    reason,
+                },
+                Err(other) => return Err(LinkError::Unexpected(other)),
+            }
+        } else {
+            self.xadd_outcome(sent, reply, now)?
+        };
+        self.in_flight.pop_front();
+        events.push(event);
+        Ok(())
+    }
+
+    /// What became of an `XADD`.
+    fn xadd_outcome(
+        &mut self,
+        sent: InFlight,
+        reply: Reply,
+        now: Instant,
+    ) -> Result<PublishEvent, LinkError> {
         let event = match streams::parse_xadd(reply) {
             Ok(id) => PublishEvent::Published {
                 token: sent.token,
@@ -204,10 +278,8 @@ impl Publisher {
             // connection untrustworthy. Left in flight, `broken` answers it.
             Err(other) => return Err(LinkError::Unexpected(other)),
         };
-        self.in_flight.pop_front();
         self.last_round_trip = Some(now.saturating_duration_since(sent.sent_at));
-        events.push(event);
-        Ok(())
+        Ok(event)
     }
 
     fn broken(&mut self, error: LinkError, events: &mut Vec<PublishEvent>) {

@@ -200,3 +200,56 @@ fn publishing_while_down_is_unavailable_at_once() {
     assert!(out.is_empty(), "nothing written");
     assert_eq!(publisher.in_flight(), 0);
 }
+
+#[test]
+fn ranges_share_the_pipeline_with_xadds_in_order() {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    let mut publisher = ready();
+    let mut out = Vec::new();
+    publisher.publish(1, "t", None, "a", at(10), &mut out).unwrap();
+    let check = (Included(id(5, 0)), Included(id(5, 0)));
+    publisher.range(2, check, 1, at(10), &mut out).unwrap();
+    publisher
+        .range(3, (Excluded(id(5, 0)), Unbounded), 100, at(10), &mut out)
+        .unwrap();
+    assert_eq!(
+        lines(&out),
+        [
+            "XADD ssed:log MAXLEN ~ 1000 * topic t data a",
+            "XRANGE ssed:log 5-0 5-0 COUNT 1",
+            "XRANGE ssed:log (5-0 + COUNT 100",
+        ]
+    );
+    assert_eq!(publisher.oldest_sent(), Some(at(10)));
+    let (one, parsed) = entry(6, "x");
+    let replies = wire(&[bulk("9-0"), range(&[]), range(&[(one, parsed.clone())])]);
+    for cut in 0..=replies.len() {
+        let mut copy = publisher.clone();
+        let mut events = copy.received(&replies[..cut], at(20));
+        events.extend(copy.received(&replies[cut..], at(20)));
+        assert_eq!(
+            events,
+            [
+                PublishEvent::Published {
+                    token: 1,
+                    id: id(9, 0)
+                },
+                PublishEvent::Range {
+                    token: 2,
+                    entries: vec![]
+                },
+                PublishEvent::Range {
+                    token: 3,
+                    entries: vec![parsed.clone()]
+                },
+            ],
+            "cut at {cut}"
+        );
+        assert_eq!(copy.oldest_sent(), None);
+    }
+    // A range lost in flight is answered like a publish: unknown.
+    assert_eq!(
+        publisher.lost(at(30)),
+        [1, 2, 3].map(|token| PublishEvent::OutcomeUnknown { token })
+    );
+}

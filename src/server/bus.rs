@@ -1,0 +1,485 @@
+//! The bus in the loop: two connections to Redis, their bytes, and what
+//! their replies become for the connections waiting on them.
+//!
+//! The protocol lives in [`crate::bus::link`], as state machines with no
+//! socket; this file owns the two sockets and feeds those machines:
+//!
+//! ```text
+//!   POST /publish ─▶ Answer::Relay ─▶ Publisher::publish ─▶ XADD ──▶ ┐ commands
+//!   Last-Event-ID ─▶ Answer::Park(Fetch) ─▶ Publisher::range ─▶ XRANGE ┘ socket
+//!        ▲ answered when the reply comes, in order (Waiter, by token)
+//!
+//!   every event ◀── Tail ◀── XREAD BLOCK (always one in flight) ◀─ tail socket
+//!        └─▶ Service::deliver ─▶ the views ─▶ the end-of-turn flush
+//! ```
+//!
+//! A connection that waits on the bus is *parked*: its slot says so, its
+//! reads stop (pipelined requests behind it wait their turn, so answers
+//! keep their order), and it is driven again once its answer is sent.
+//!
+//! Every wait has a deadline: a connect or handshake that takes too long,
+//! a command unanswered, a tail silent past its `BLOCK` all count as a
+//! lost connection (retried at the link's backoff), and a stream parked
+//! for the history or for a newer id opens (or is told to come back) when
+//! its wait runs out.
+
+mod socket;
+mod waiters;
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use log::{debug, info, warn};
+use mio::{Interest, Token};
+
+use super::{Server, MAX_LISTENERS};
+use crate::bus::link::{LinkStatus, PublishEvent, Publisher, Settings, Tail, TailEvent};
+use crate::clock::Now;
+use crate::config::{BusAddr, Config};
+use crate::conn::Phase;
+use crate::frame::Frame;
+use crate::stats::BusFigures;
+use socket::Socket;
+use std::rc::Rc;
+pub(super) use waiters::{Parked, Waiter};
+
+/// The command connection's token (listeners take `0..MAX_LISTENERS`, then
+/// the signal pipe and the waker).
+pub(super) const BUS_COMMANDS: Token = Token(MAX_LISTENERS + 2);
+/// The tailing connection's token.
+pub(super) const BUS_TAIL: Token = Token(MAX_LISTENERS + 3);
+
+/// How long one `XREAD` blocks in Redis.
+const BLOCK_MS: u64 = 5_000;
+/// Entries per `XREAD`.
+const READ_COUNT: u64 = 1_000;
+/// A connect plus handshake, or a command's reply, that takes longer than
+/// this means the connection is dead.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// A tail that has not heard from Redis for `BLOCK` plus this is dead.
+const TAIL_SILENCE: Duration = Duration::from_millis(BLOCK_MS + 5_000);
+/// How long a stream waits for the history, or for its tail to pass an
+/// id another process delivered.
+pub(super) const PARK_WAIT: Duration = Duration::from_secs(3);
+/// Bytes read from Redis per read call.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// One socket to Redis and what waits to be written to it.
+#[derive(Debug, Default)]
+struct Wire {
+    socket: Option<Socket>,
+    /// Written when the socket takes it; the handshake goes first.
+    out: Vec<u8>,
+    /// The connect has not finished.
+    connecting: bool,
+    /// When the connect began, or Redis last sent something.
+    heard: Option<Instant>,
+}
+
+/// Both connections and who waits on them.
+#[derive(Debug)]
+pub(super) struct Bus {
+    addr: BusAddr,
+    publisher: Publisher,
+    tail: Tail,
+    commands: Wire,
+    tailing: Wire,
+    /// Requests waiting for a reply on the command connection, by token.
+    pub(super) waiters: HashMap<u64, Waiter>,
+    next_token: u64,
+    /// Streams waiting for the history or for a newer id.
+    pub(super) parked: Vec<Parked>,
+    /// From Redis adding the last event read to its delivery here.
+    lag_ms: Option<u64>,
+}
+
+impl Bus {
+    /// The bus of `config`, if it has one: both links disconnected, their
+    /// first attempts due now.
+    pub(super) fn of(config: &Config, now: Instant) -> Option<Bus> {
+        let addr = config.bus.clone()?;
+        let db = match &addr {
+            BusAddr::Tcp { db, .. } | BusAddr::Unix { db, .. } => u64::from(*db),
+        };
+        let settings = Settings {
+            stream: format!("{}:log", config.bus_key).into_bytes(),
+            db,
+            retention: config.bus_retention,
+            history: config.history,
+            count: READ_COUNT,
+            block_ms: BLOCK_MS,
+        };
+        let seed = u64::from(std::process::id())
+            ^ std::time::SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+        Some(Bus {
+            addr,
+            publisher: Publisher::new(&settings, seed, now),
+            tail: Tail::new(&settings, seed.rotate_left(17), now),
+            commands: Wire::default(),
+            tailing: Wire::default(),
+            waiters: HashMap::new(),
+            next_token: 1,
+            parked: Vec::new(),
+            lag_ms: None,
+        })
+    }
+
+    /// A token no waiter holds.
+    pub(super) fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    /// Publishes can be sent now.
+    pub(super) fn accepts_publishes(&self) -> bool {
+        self.publisher.link().is_ready()
+    }
+
+    /// The command connection.
+    pub(super) fn publisher(&mut self) -> (&mut Publisher, &mut Vec<u8>) {
+        (&mut self.publisher, &mut self.commands.out)
+    }
+
+    /// What `/stats`, `/metrics` and `/healthz` show.
+    fn figures(&self) -> BusFigures {
+        let (commands, tail) = (
+            LinkStatus::of(self.publisher.link()),
+            LinkStatus::of(self.tail.link()),
+        );
+        BusFigures {
+            connected: commands.connected && tail.connected,
+            reconnects: commands.reconnects + tail.reconnects,
+            last_id: self.tail.last_id(),
+            lag_ms: self.lag_ms,
+            round_trip_us: self.publisher.last_round_trip().map(|rtt| rtt.as_micros() as u64),
+        }
+    }
+
+    /// Seconds until the command connection tries again: `Retry-After`.
+    pub(super) fn retry_after(&self, now: Instant) -> u64 {
+        let at = self.publisher.link().retry_at().unwrap_or(now);
+        at.saturating_duration_since(now).as_secs().clamp(1, 30)
+    }
+
+    /// When the command connection counts as dead if Redis stays silent:
+    /// a connect or handshake, or the oldest command, unanswered for
+    /// [`REPLY_TIMEOUT`].
+    fn commands_deadline(&self) -> Option<Instant> {
+        self.commands.socket.as_ref()?;
+        match self.publisher.link().is_ready() {
+            true => self.publisher.oldest_sent().map(|at| at + REPLY_TIMEOUT),
+            false => self.commands.heard.map(|at| at + REPLY_TIMEOUT),
+        }
+    }
+
+    /// When the tailing connection counts as dead if Redis stays silent:
+    /// its handshake unanswered, or its reads silent past their `BLOCK`.
+    fn tail_deadline(&self) -> Option<Instant> {
+        self.tailing.socket.as_ref()?;
+        let allowed = if self.tail.link().is_ready() {
+            TAIL_SILENCE
+        } else {
+            REPLY_TIMEOUT
+        };
+        self.tailing.heard.map(|at| at + allowed)
+    }
+
+    /// The nearest moment something is due: a reconnect, a reply's or the
+    /// tail's deadline, a parked stream's wait.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        let retries = [self.publisher.link().retry_at(), self.tail.link().retry_at()];
+        let silent = [self.commands_deadline(), self.tail_deadline()];
+        let parked = self.parked.iter().map(|parked| parked.deadline).min();
+        retries.into_iter().chain(silent).chain([parked]).flatten().min()
+    }
+}
+
+impl Server {
+    /// A bus socket is ready: finish its connect, read what came, write
+    /// what waits.
+    pub(super) fn on_bus_ready(&mut self, token: Token, now: Now) {
+        let Some(bus) = &mut self.bus else { return };
+        let wire = if token == BUS_COMMANDS {
+            &mut bus.commands
+        } else {
+            &mut bus.tailing
+        };
+        let Some(socket) = &mut wire.socket else { return };
+        if wire.connecting {
+            if let Some(error) = socket.connect_error() {
+                if error.kind() == io::ErrorKind::NotConnected {
+                    return; // not yet: the next readiness tells
+                }
+                return self.bus_lost(token, &format!("connect: {error}"), now);
+            }
+            wire.connecting = false;
+            wire.heard = Some(now.instant);
+            if token == BUS_COMMANDS {
+                bus.publisher.connected(&mut wire.out);
+            } else {
+                bus.tail.connected(&mut wire.out);
+            }
+        }
+        self.bus_read(token, now);
+        self.bus_write(token, now);
+    }
+
+    /// Reads until `WouldBlock`, handing each read to its link.
+    fn bus_read(&mut self, token: Token, now: Now) {
+        let mut buffer = vec![0; READ_CHUNK];
+        // Bounded: a Redis that never stops sending gets the next turn.
+        for _ in 0..64 {
+            let Some(bus) = &mut self.bus else { return };
+            let wire = if token == BUS_COMMANDS {
+                &mut bus.commands
+            } else {
+                &mut bus.tailing
+            };
+            let Some(socket) = &mut wire.socket else { return };
+            let n = match socket.read(&mut buffer) {
+                Ok(0) => return self.bus_lost(token, "Redis closed the connection", now),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.bus_lost(token, &format!("read: {e}"), now),
+            };
+            wire.heard = Some(now.instant);
+            if token == BUS_COMMANDS {
+                let events = bus.publisher.received(&buffer[..n], now.instant);
+                self.on_command_events(events, now);
+            } else {
+                let events = bus.tail.received(&buffer[..n], now.instant, &mut bus.tailing.out);
+                self.on_tail_events(events, now);
+            }
+        }
+    }
+
+    /// Writes what waits for `token`'s socket, until it is all out or the
+    /// socket is full (its next writable readiness goes on).
+    pub(super) fn bus_write(&mut self, token: Token, now: Now) {
+        let Some(bus) = &mut self.bus else { return };
+        let wire = if token == BUS_COMMANDS {
+            &mut bus.commands
+        } else {
+            &mut bus.tailing
+        };
+        let Some(socket) = &mut wire.socket else {
+            wire.out.clear();
+            return;
+        };
+        if wire.connecting {
+            return;
+        }
+        let mut written = 0;
+        let failure = loop {
+            if written == wire.out.len() {
+                break None;
+            }
+            match socket.write(&wire.out[written..]) {
+                Ok(0) => break Some("write: the socket took nothing".to_string()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Some(format!("write: {e}")),
+            }
+        };
+        wire.out.drain(..written);
+        if let Some(why) = failure {
+            self.bus_lost(token, &why, now);
+        }
+    }
+
+    /// Writes both connections' waiting bytes, connects links whose retry
+    /// is due, and enforces every deadline. Once per turn.
+    pub(super) fn bus_turn(&mut self, now: Now) {
+        let Some(bus) = &self.bus else { return };
+        let overdue = |deadline: Option<Instant>| deadline.is_some_and(|at| now.instant >= at);
+        let (commands, tail) = (overdue(bus.commands_deadline()), overdue(bus.tail_deadline()));
+        if commands {
+            self.bus_lost(BUS_COMMANDS, "Redis did not answer in time", now);
+        }
+        if tail {
+            self.bus_lost(BUS_TAIL, "Redis did not answer the tail in time", now);
+        }
+        for token in [BUS_COMMANDS, BUS_TAIL] {
+            self.bus_connect_if_due(token, now);
+        }
+        self.expire_parked(now);
+        self.bus_write(BUS_COMMANDS, now);
+        self.bus_write(BUS_TAIL, now);
+        self.update_bus_figures();
+    }
+
+    fn bus_connect_if_due(&mut self, token: Token, now: Now) {
+        let Some(bus) = &mut self.bus else { return };
+        let due = if token == BUS_COMMANDS {
+            bus.publisher.link().retry_due(now.instant)
+        } else {
+            bus.tail.link().retry_due(now.instant)
+        };
+        if !due {
+            return;
+        }
+        if token == BUS_COMMANDS {
+            bus.publisher.connecting();
+        } else {
+            bus.tail.connecting();
+        }
+        let registered = Socket::connect(&bus.addr).and_then(|mut socket| {
+            self.poll
+                .registry()
+                .register(&mut socket, token, Interest::READABLE | Interest::WRITABLE)?;
+            Ok(socket)
+        });
+        let wire = if token == BUS_COMMANDS {
+            &mut bus.commands
+        } else {
+            &mut bus.tailing
+        };
+        match registered {
+            Ok(socket) => {
+                wire.socket = Some(socket);
+                wire.connecting = true;
+                wire.heard = Some(now.instant);
+                wire.out.clear();
+            }
+            Err(e) => self.bus_lost(token, &format!("connect: {e}"), now),
+        }
+    }
+
+    /// The connection of `token` is lost (or given up): close its socket;
+    /// its link retries at its backoff. Publishes in flight are answered
+    /// "outcome unknown", fetches given up.
+    fn bus_lost(&mut self, token: Token, why: &str, now: Now) {
+        let Some(bus) = &mut self.bus else { return };
+        let was_ready = match token {
+            BUS_COMMANDS => bus.publisher.link().is_ready(),
+            _ => bus.tail.link().is_ready(),
+        };
+        let wire = if token == BUS_COMMANDS {
+            &mut bus.commands
+        } else {
+            &mut bus.tailing
+        };
+        if let Some(mut socket) = wire.socket.take() {
+            let _ = self.poll.registry().deregister(&mut socket);
+        }
+        *wire = Wire::default();
+        let name = if token == BUS_COMMANDS { "commands" } else { "tail" };
+        // Said once per outage; each failed retry after it only at debug.
+        if was_ready {
+            warn!("bus ({name}): {why}; reconnecting with backoff");
+        } else {
+            debug!("bus ({name}): {why}; retrying");
+        }
+        if token == BUS_COMMANDS {
+            let events = bus.publisher.lost(now.instant);
+            self.on_command_events(events, now);
+        } else {
+            bus.tail.lost(now.instant);
+        }
+        self.update_bus_figures();
+    }
+
+    /// What the tail read: the history, events, a loss.
+    fn on_tail_events(&mut self, events: Vec<TailEvent>, now: Now) {
+        let mut delivered = false;
+        for event in events {
+            match event {
+                TailEvent::History(entries) => {
+                    info!(
+                        "bus: history of {} event(s) read; streams may open",
+                        entries.len()
+                    );
+                    self.service.fill_history(&entries);
+                    self.wake_parked(now, true);
+                }
+                TailEvent::Delivered(entry) => {
+                    let wall_ms = now
+                        .wall
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64);
+                    if let Some(bus) = &mut self.bus {
+                        bus.lag_ms = Some(wall_ms.saturating_sub(entry.id.ms));
+                    }
+                    self.service.deliver(&entry);
+                    delivered = true;
+                }
+                TailEvent::Lost { last } => {
+                    warn!("bus: events after {last} are gone from the stream; every stream gets a gap");
+                    let gap = self.service.lost(last);
+                    self.deliver_to_every_stream(&gap);
+                }
+                TailEvent::Broken(error) => {
+                    // The link is disconnected already; drop the socket.
+                    if let Some(bus) = &mut self.bus {
+                        if let Some(mut socket) = bus.tailing.socket.take() {
+                            let _ = self.poll.registry().deregister(&mut socket);
+                        }
+                        bus.tailing = Wire::default();
+                    }
+                    warn!("{error}; reconnecting");
+                }
+            }
+        }
+        if delivered {
+            self.flush_overgrown_views(now);
+            self.wake_parked(now, false);
+        }
+        self.update_bus_figures();
+    }
+
+    /// What the command connection answered: publishes and fetches.
+    fn on_command_events(&mut self, events: Vec<PublishEvent>, now: Now) {
+        for event in events {
+            match event {
+                PublishEvent::Ready => {
+                    info!("bus: connected");
+                    if self.stdin.is_some() {
+                        self.stdin_pending = true;
+                    }
+                }
+                PublishEvent::Broken(error) => {
+                    if let Some(bus) = &mut self.bus {
+                        if let Some(mut socket) = bus.commands.socket.take() {
+                            let _ = self.poll.registry().deregister(&mut socket);
+                        }
+                        bus.commands = Wire::default();
+                    }
+                    warn!("{error}; reconnecting");
+                }
+                other => self.on_reply(other, now),
+            }
+        }
+        self.update_bus_figures();
+    }
+
+    /// Queues `frame` for every open stream, after everything it was sent
+    /// (the gap after the bus lost events).
+    fn deliver_to_every_stream(&mut self, frame: &Rc<Frame>) {
+        let keys: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, slot)| matches!(slot.conn.phase, Phase::Stream(_)))
+            .map(|(key, _)| key)
+            .collect();
+        for key in keys {
+            let Some(slot) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let head = self.service.head_of(slot.conn.view());
+            slot.conn.enqueue_at(head, frame.clone());
+            self.mark_dirty(key);
+        }
+    }
+
+    fn update_bus_figures(&mut self) {
+        if let Some(bus) = &self.bus {
+            let figures = bus.figures();
+            self.service.set_bus_figures(figures);
+        }
+    }
+}
