@@ -59,9 +59,16 @@ impl Ledger {
         acked
     }
 
-    /// The newest id any publisher was given.
-    pub fn last_id(&self) -> Option<EventId> {
-        self.acked().last().map(|(id, _)| (*id).clone())
+    /// The newest id published on each topic.
+    pub fn newest(&self) -> Vec<(String, EventId)> {
+        let mut newest: HashMap<&str, &EventId> = HashMap::new();
+        for (id, p) in self.acked() {
+            newest.insert(&p.topic, id);
+        }
+        newest
+            .into_iter()
+            .map(|(t, id)| (t.to_string(), id.clone()))
+            .collect()
     }
 
     /// How many of each kind: (published, refused, unknown).

@@ -215,8 +215,9 @@ pub enum Plan {
 #[derive(Default)]
 pub struct Control {
     ready: AtomicUsize,
-    /// Once publishing is over: read up to this id, by this time.
-    until: Mutex<Option<(Option<EventId>, Instant)>>,
+    /// Once publishing is over: the newest id published on each topic,
+    /// and the time by which readers must have read up to it.
+    until: Mutex<Option<(Vec<(String, EventId)>, Instant)>>,
 }
 
 impl Control {
@@ -233,16 +234,21 @@ impl Control {
         }
     }
 
-    /// Readers finish once they have read `last` (or at once if `None`),
-    /// or fail at `within` from now.
-    pub fn finish(&self, last: Option<EventId>, within: Duration) {
-        *self.until.lock().unwrap_or_else(|e| e.into_inner()) = Some((last, Instant::now() + within));
+    /// Readers finish once they have read the newest id of their topics
+    /// (`newest`: per topic), or fail at `within` from now.
+    pub fn finish(&self, newest: Vec<(String, EventId)>, within: Duration) {
+        *self.until.lock().unwrap_or_else(|e| e.into_inner()) = Some((newest, Instant::now() + within));
     }
 
     /// `None`: go on; `Some(Ok)`: done; `Some(Err)`: out of time.
-    fn finished(&self, seen: Option<&EventId>) -> Option<Result<(), String>> {
+    fn finished(&self, topics: Option<&[String]>, seen: Option<&EventId>) -> Option<Result<(), String>> {
         let until = self.until.lock().unwrap_or_else(|e| e.into_inner());
-        let (last, deadline) = until.as_ref()?;
+        let (newest, deadline) = until.as_ref()?;
+        let last = newest
+            .iter()
+            .filter(|(topic, _)| topics.is_none_or(|t| t.contains(topic)))
+            .map(|(_, id)| id)
+            .max();
         match last {
             None => Some(Ok(())),
             Some(last) if seen.is_some_and(|seen| seen >= last) => Some(Ok(())),
@@ -362,7 +368,7 @@ fn read_streams(
                 "{OPEN_ATTEMPTS} streams in a row failed or ended at once"
             ));
         }
-        if let Some(done) = control.finished(last.as_ref()) {
+        if let Some(done) = control.finished(report.topics.as_deref(), last.as_ref()) {
             return done;
         }
         let addr = match plan {
@@ -436,7 +442,7 @@ fn read_streams(
                     }
                 }
             }
-            if let Some(done) = control.finished(last.as_ref()) {
+            if let Some(done) = control.finished(report.topics.as_deref(), last.as_ref()) {
                 return done;
             }
             // Hop only with an id to resume from: a stream opened without

@@ -76,7 +76,7 @@ fn subscribers_of_a_killed_process_resume_on_its_twin_and_miss_nothing() {
         "publishes to b and c are not touched by a's death"
     );
 
-    control.finish(ledger.last_id(), Duration::from_secs(20));
+    control.finish(ledger.newest(), Duration::from_secs(20));
     let reports: Vec<_> = readers.into_iter().map(Reader::join).collect();
     ledger.assert_all(&reports, false);
     // Those that were on a saw their stream end, and resumed on b.

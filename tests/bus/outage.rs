@@ -152,7 +152,7 @@ fn run(persistence: Persistence) -> Run {
     let publishes: Vec<_> = publishers.into_iter().flat_map(Publisher::stop).collect();
     let health = health.stop();
     let ledger = Ledger::new(publishes);
-    control.finish(ledger.last_id(), Duration::from_secs(30));
+    control.finish(ledger.newest(), Duration::from_secs(30));
     let reports = readers.into_iter().map(Reader::join).collect();
     Run {
         cluster,

@@ -140,7 +140,7 @@ fn replay_from_xrange_meets_the_live_stream_without_a_hole_or_a_duplicate() {
         0,
         "with Redis up every publish is answered 200"
     );
-    control.finish(ledger.last_id(), Duration::from_secs(20));
+    control.finish(ledger.newest(), Duration::from_secs(20));
     let reports: Vec<_> = readers.into_iter().map(Reader::join).collect();
     ledger.assert_all(&reports, false);
 }
