@@ -165,6 +165,35 @@ impl Ledger {
         problems
     }
 
+    /// One line on what a reader went through, for the test's output:
+    /// events read, gaps, streams opened, events owed that never came.
+    pub fn summary(&self, report: &ReaderReport) -> String {
+        let tokens: HashSet<&str> = report.events().map(|(_, data)| data).collect();
+        let covers = |topic: &str| {
+            report
+                .topics
+                .as_ref()
+                .is_none_or(|t| t.iter().any(|t| t == topic))
+        };
+        let missing = self
+            .acked()
+            .into_iter()
+            .filter(|(id, p)| covers(&p.topic) && report.after.as_ref().is_none_or(|a| id > &a))
+            .filter(|(_, p)| !tokens.contains(p.token.as_str()))
+            .count();
+        let streams = report
+            .seen
+            .iter()
+            .filter(|s| matches!(s, Seen::Opened(..)))
+            .count();
+        format!(
+            "{:<14} {:>5} events  {} gap(s)  {streams} stream(s)  {missing} owed and missing",
+            report.name,
+            tokens.len(),
+            report.gaps()
+        )
+    }
+
     /// Checks every reader and fails the test with all that is wrong.
     pub fn assert_all(&self, reports: &[ReaderReport], gaps_allowed: bool) {
         let problems: Vec<String> = reports.iter().flat_map(|r| self.check(r, gaps_allowed)).collect();
@@ -190,4 +219,142 @@ impl Ledger {
 
 fn show(id: Option<&EventId>) -> String {
     id.map_or("the start".into(), |id| id.to_string())
+}
+
+/// The checker's own tests: they need no Redis, and show that each rule
+/// catches what it is for.
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    use super::*;
+
+    fn id(text: &str) -> EventId {
+        EventId::parse(text).unwrap()
+    }
+
+    fn publish(token: &str, outcome: Outcome) -> Publish {
+        Publish {
+            token: token.into(),
+            topic: token.split('/').next().unwrap().into(),
+            to: SocketAddr::from(([127, 0, 0, 1], 1)),
+            sent: Instant::now(),
+            outcome,
+        }
+    }
+
+    /// x/p/1..4 published as 1-0..4-0; y/p/5 as 5-0; y/p/6 refused;
+    /// x/p/7 unknown.
+    fn ledger() -> Ledger {
+        let mut publishes: Vec<Publish> = (1..=4)
+            .map(|n| publish(&format!("x/p/{n}"), Outcome::Published(id(&format!("{n}-0")))))
+            .collect();
+        publishes.push(publish("y/p/5", Outcome::Published(id("5-0"))));
+        publishes.push(publish("y/p/6", Outcome::Refused(503, true, "bus down".into())));
+        publishes.push(publish("x/p/7", Outcome::Unknown("outcome unknown".into())));
+        Ledger::new(publishes)
+    }
+
+    fn event(n: &str, token: &str) -> Seen {
+        Seen::Event(id(n), token.into())
+    }
+
+    fn report(topics: Option<&[&str]>, seen: Vec<Seen>) -> ReaderReport {
+        ReaderReport {
+            name: "r".into(),
+            topics: topics.map(|t| t.iter().map(|t| t.to_string()).collect()),
+            after: None,
+            seen,
+            error: None,
+        }
+    }
+
+    fn all() -> Vec<Seen> {
+        ["x/p/1", "x/p/2", "x/p/3", "x/p/4", "y/p/5"]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| event(&format!("{}-0", i + 1), t))
+            .collect()
+    }
+
+    #[test]
+    fn everything_once_in_order_is_clean() {
+        assert_eq!(ledger().check(&report(None, all()), false), Vec::<String>::new());
+        let x_only: Vec<Seen> = all().into_iter().take(4).collect();
+        assert!(ledger().check(&report(Some(&["x"]), x_only), false).is_empty());
+        // An unknown outcome may arrive, once.
+        let mut seen = all();
+        seen.push(event("7-0", "x/p/7"));
+        assert!(ledger().check(&report(None, seen), false).is_empty());
+        // Resumed after 2-0: owed 3-0 on.
+        let mut resumed = report(None, all().split_off(2));
+        resumed.after = Some(id("2-0"));
+        assert!(ledger().check(&resumed, false).is_empty());
+    }
+
+    #[test]
+    fn each_rule_catches_its_fault() {
+        let faults: Vec<(&str, Vec<Seen>)> = vec![
+            (
+                "missing",
+                all()
+                    .into_iter()
+                    .filter(|s| *s != event("3-0", "x/p/3"))
+                    .collect(),
+            ),
+            ("twice", [all(), vec![event("2-0", "x/p/2")]].concat()),
+            ("out of order", {
+                let mut seen = all();
+                seen.swap(1, 2);
+                seen
+            }),
+            ("another id", {
+                let mut seen = all();
+                seen[0] = event("0-9", "x/p/1");
+                seen
+            }),
+            ("refused arrived", [all(), vec![event("6-0", "y/p/6")]].concat()),
+            ("invented", [all(), vec![event("9-0", "x/q/9")]].concat()),
+            (
+                "unknown twice",
+                [all(), vec![event("7-0", "x/p/7"), event("8-0", "x/p/7")]].concat(),
+            ),
+            ("a gap", [vec![Seen::Gap("{}".into())], all()].concat()),
+        ];
+        for (fault, seen) in faults {
+            let problems = ledger().check(&report(None, seen), false);
+            assert!(!problems.is_empty(), "{fault} went unnoticed");
+        }
+        let wrong_topic = vec![event("5-0", "y/p/5")];
+        assert!(
+            ledger()
+                .check(&report(Some(&["y"]), wrong_topic.clone()), false)
+                .is_empty(),
+            "y/p/5 is y's"
+        );
+        let problems = ledger().check(&report(Some(&["x"]), wrong_topic), false);
+        assert!(
+            problems.iter().any(|p| p.contains("not on its topics")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_loss_is_forgiven_only_where_a_gap_stands() {
+        // 3-0 missing, with a gap right where it would have been.
+        let mut seen: Vec<Seen> = all()
+            .into_iter()
+            .filter(|s| *s != event("3-0", "x/p/3"))
+            .collect();
+        seen.insert(2, Seen::Gap("{}".into()));
+        assert!(ledger().check(&report(None, seen.clone()), true).is_empty());
+        assert!(
+            !ledger().check(&report(None, seen.clone()), false).is_empty(),
+            "gaps not allowed"
+        );
+        // The same gap one event too late does not cover it.
+        seen.swap(2, 3);
+        assert!(!ledger().check(&report(None, seen), true).is_empty());
+    }
 }

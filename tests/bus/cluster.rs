@@ -173,6 +173,17 @@ impl Node {
         }
     }
 
+    /// Sends `signal` (`SIGSTOP`, `SIGCONT`, ...) to the process.
+    pub fn signal(&self, signal: libc::c_int) {
+        if let Some(child) = self.child().as_ref() {
+            // SAFETY: kill(2) on our own child's pid, not yet reaped (the
+            // guard holds it).
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, signal);
+            }
+        }
+    }
+
     /// How it ended, if it did by itself.
     pub fn exited(&self) -> Option<String> {
         let mut child = self.child();

@@ -13,6 +13,7 @@
 //! | replay on another process | [`replay`] | `Last-Event-ID` from the local history, from `XRANGE`, and `gap` when neither holds it |
 //! | Redis killed 3 times, persistence on | [`outage`] | nothing answered `200` is lost or doubled; `503` and `/healthz` `503` meanwhile |
 //! | Redis killed 3 times, persistence off | [`outage`] | what Redis lost is announced by `event: gap` where it is missing |
+//! | a process that never read what Redis then forgot | [`loss`] | its subscribers, and a client resuming there, get a gap where the events are missing |
 //! | one ssed killed | [`failover`] | its subscribers come back through the shared port and miss nothing |
 //!
 //! The harness: [`cluster`] (the processes), [`clients`] (publishers and
@@ -32,5 +33,6 @@ mod clients;
 mod cluster;
 mod failover;
 mod fanout;
+mod loss;
 mod outage;
 mod replay;

@@ -164,6 +164,15 @@ fn run(persistence: Persistence) -> Run {
 }
 
 impl Run {
+    /// What happened, shown with `--nocapture` (and on failure).
+    fn print_summary(&self) {
+        let (published, refused, unknown) = self.ledger.counts();
+        eprintln!("published {published}, refused {refused}, outcome unknown {unknown}");
+        for report in &self.reports {
+            eprintln!("  {}", self.ledger.summary(report));
+        }
+    }
+
     /// Publishes sent while Redis was surely down got `503` with
     /// `Retry-After`; none was answered `200`; every refusal is a `503`.
     fn assert_refused_while_down(&self) {
@@ -220,8 +229,7 @@ impl Run {
 #[ignore = "needs redis-server; run by test.sh"]
 fn redis_killed_three_times_with_persistence_loses_nothing_and_doubles_nothing() {
     let run = run(Persistence::Aof);
-    let (published, refused, unknown) = run.ledger.counts();
-    eprintln!("published {published}, refused {refused}, outcome unknown {unknown}");
+    run.print_summary();
     run.ledger.assert_all(&run.reports, false);
     run.assert_refused_while_down();
     run.assert_unhealthy_while_down();
@@ -232,8 +240,7 @@ fn redis_killed_three_times_with_persistence_loses_nothing_and_doubles_nothing()
 #[ignore = "needs redis-server; run by test.sh"]
 fn redis_killed_three_times_without_persistence_announces_every_loss() {
     let run = run(Persistence::None);
-    let (published, refused, unknown) = run.ledger.counts();
-    eprintln!("published {published}, refused {refused}, outcome unknown {unknown}");
+    run.print_summary();
     // Whatever is missing has a gap where it is missing.
     run.ledger.assert_all(&run.reports, true);
     // Each restart came back empty: every stream open across it heard.
