@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 
 use ssed_testkit::id::EventId;
 
-use crate::clients::{Outcome, Publish, ReaderReport, Seen};
+use crate::clients::{Newest, Outcome, Publish, ReaderReport, Seen};
 
 /// Every publish of a test, by token.
 pub struct Ledger {
@@ -60,7 +60,7 @@ impl Ledger {
     }
 
     /// The newest id published on each topic.
-    pub fn newest(&self) -> Vec<(String, EventId)> {
+    pub fn newest(&self) -> Newest {
         let mut newest: HashMap<&str, &EventId> = HashMap::new();
         for (id, p) in self.acked() {
             newest.insert(&p.topic, id);

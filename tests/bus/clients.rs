@@ -211,13 +211,16 @@ pub enum Plan {
     Resuming(SocketAddr),
 }
 
+/// The newest id published on each topic: (topic, id).
+pub type Newest = Vec<(String, EventId)>;
+
 /// What readers share with the test: readiness and when to finish.
 #[derive(Default)]
 pub struct Control {
     ready: AtomicUsize,
     /// Once publishing is over: the newest id published on each topic,
     /// and the time by which readers must have read up to it.
-    until: Mutex<Option<(Vec<(String, EventId)>, Instant)>>,
+    until: Mutex<Option<(Newest, Instant)>>,
 }
 
 impl Control {
@@ -236,7 +239,7 @@ impl Control {
 
     /// Readers finish once they have read the newest id of their topics
     /// (`newest`: per topic), or fail at `within` from now.
-    pub fn finish(&self, newest: Vec<(String, EventId)>, within: Duration) {
+    pub fn finish(&self, newest: Newest, within: Duration) {
         *self.until.lock().unwrap_or_else(|e| e.into_inner()) = Some((newest, Instant::now() + within));
     }
 
