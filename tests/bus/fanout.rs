@@ -142,4 +142,25 @@ fn every_subscriber_on_every_process_gets_every_event_once_in_one_order() {
         .collect();
     assert!(sequences.iter().all(|s| s == &sequences[0]));
     assert_eq!(sequences[0].len(), published);
+
+    // Every process shows the bus: up, never reconnected, at the newest
+    // id, with a lag and (having published) a round trip; /healthz is 200.
+    let newest = sequences[0].last().expect("events");
+    for node in &cluster.nodes {
+        let stats = node.stats();
+        let bus = &stats["bus"];
+        assert_eq!(bus["connected"], true, "{}: {stats}", node.name);
+        assert_eq!(bus["reconnects"], 0, "{}: {stats}", node.name);
+        assert_eq!(bus["last_id"], newest.as_str(), "{}: {stats}", node.name);
+        assert!(bus["lag_ms"].is_u64(), "{}: {stats}", node.name);
+        assert!(bus["publish_round_trip_us"].is_u64(), "{}: {stats}", node.name);
+        let metrics = node.get("/metrics").expect("/metrics").body;
+        assert!(
+            metrics.contains("\nssed_bus_connected 1\n"),
+            "{}: {metrics}",
+            node.name
+        );
+        let health = node.get("/healthz").expect("/healthz");
+        assert_eq!((health.status, health.body.trim()), (200, "ok"), "{}", node.name);
+    }
 }

@@ -42,10 +42,14 @@ struct Outage {
     back: Instant,
 }
 
-/// `/healthz` of every process, every 25 ms: (process, when, status).
+/// One look at `/healthz`: which process, when, the status (`None`:
+/// unreachable), and whether the body said `bus down`.
+type Health = (usize, Instant, Option<u16>, bool);
+
+/// `/healthz` of every process, every 25 ms.
 struct HealthLog {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<Vec<(usize, Instant, Option<u16>)>>,
+    thread: JoinHandle<Vec<Health>>,
 }
 
 impl HealthLog {
@@ -56,8 +60,9 @@ impl HealthLog {
             let mut log = Vec::new();
             while !flag.load(Ordering::SeqCst) {
                 for (i, addr) in addrs.iter().enumerate() {
-                    let status = get(*addr, "/healthz").ok().map(|a| a.status);
-                    log.push((i, Instant::now(), status));
+                    let answer = get(*addr, "/healthz").ok();
+                    let bus_down = answer.as_ref().is_some_and(|a| a.body.contains("bus down"));
+                    log.push((i, Instant::now(), answer.map(|a| a.status), bus_down));
                 }
                 thread::sleep(Duration::from_millis(25));
             }
@@ -66,7 +71,7 @@ impl HealthLog {
         HealthLog { stop, thread }
     }
 
-    fn stop(self) -> Vec<(usize, Instant, Option<u16>)> {
+    fn stop(self) -> Vec<Health> {
         self.stop.store(true, Ordering::SeqCst);
         self.thread.join().expect("health thread panicked")
     }
@@ -78,7 +83,7 @@ struct Run {
     ledger: Ledger,
     reports: Vec<ReaderReport>,
     outages: Vec<Outage>,
-    health: Vec<(usize, Instant, Option<u16>)>,
+    health: Vec<Health>,
 }
 
 fn run(persistence: Persistence) -> Run {
@@ -198,20 +203,27 @@ impl Run {
         }
     }
 
-    /// Every process said `503` on `/healthz` during every outage.
+    /// Every process said `503 bus down` on `/healthz` during every
+    /// outage, and was never unreachable.
     fn assert_unhealthy_while_down(&self) {
         for (n, outage) in self.outages.iter().enumerate() {
             for (i, node) in self.cluster.nodes.iter().enumerate() {
-                let said_503 = self.health.iter().any(|(at, when, status)| {
-                    *at == i && *when >= outage.killed && *when < outage.back && *status == Some(503)
+                let said_503 = self.health.iter().any(|(at, when, status, bus_down)| {
+                    *at == i
+                        && *when >= outage.killed
+                        && *when < outage.back
+                        && *status == Some(503)
+                        && *bus_down
                 });
                 assert!(
                     said_503,
-                    "outage {n}: /healthz of {} never answered 503",
+                    "outage {n}: /healthz of {} never answered 503 bus down",
                     node.name
                 );
             }
         }
+        let unreachable = self.health.iter().filter(|h| h.2.is_none()).count();
+        assert_eq!(unreachable, 0, "/healthz unreachable {unreachable} time(s)");
     }
 
     /// Every process counted its reconnects.
