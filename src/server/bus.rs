@@ -62,6 +62,8 @@ const TAIL_SILENCE: Duration = Duration::from_millis(BLOCK_MS + 5_000);
 /// How long a stream waits for the history, or for its tail to pass an
 /// id another process delivered.
 pub(super) const PARK_WAIT: Duration = Duration::from_secs(3);
+/// How long a stream waits for an id while the tail is down.
+pub(super) const PARK_OUTAGE: Duration = Duration::from_secs(30);
 /// Bytes read from Redis per read call.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -131,6 +133,11 @@ impl Bus {
     pub(super) fn token(&mut self) -> u64 {
         self.next_token += 1;
         self.next_token
+    }
+
+    /// The tail is connected and reading.
+    pub(super) fn tail_ready(&self) -> bool {
+        self.tail.link().is_ready()
     }
 
     /// Publishes can be sent now.

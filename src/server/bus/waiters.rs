@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use log::warn;
 
-use super::PARK_WAIT;
+use super::{PARK_OUTAGE, PARK_WAIT};
 use crate::bus::link::PublishEvent;
 use crate::bus::streams::Entry;
 use crate::clock::Now;
@@ -73,6 +73,8 @@ pub struct Parked {
     pub park: Park,
     /// When it stops waiting.
     pub deadline: Instant,
+    /// When it began to wait.
+    pub since: Instant,
 }
 
 impl Server {
@@ -160,6 +162,7 @@ impl Server {
                 request,
                 park,
                 deadline: now.instant + PARK_WAIT,
+                since: now.instant,
             }),
         }
         self.set_parked(key, true);
@@ -315,11 +318,25 @@ impl Server {
         }
     }
 
-    /// Parked streams whose wait ran out.
+    /// Parked streams whose wait ran out. One waiting for an id while the
+    /// tail is down waits on, up to [`PARK_OUTAGE`]: the tail cannot pass
+    /// the id before Redis is back, and giving up would send the client
+    /// the gap and then events it already has.
     pub(in crate::server) fn expire_parked(&mut self, now: Now) {
         let Some(bus) = &mut self.bus else { return };
         if !bus.parked.iter().any(|parked| parked.deadline <= now.instant) {
             return;
+        }
+        let tail_down = !bus.tail_ready();
+        for parked in &mut bus.parked {
+            let newer = matches!(parked.park, Park::Newer(_));
+            if newer
+                && tail_down
+                && parked.deadline <= now.instant
+                && now.instant < parked.since + PARK_OUTAGE
+            {
+                parked.deadline = now.instant + PARK_WAIT;
+            }
         }
         let (due, waiting): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut bus.parked)
             .into_iter()
