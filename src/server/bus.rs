@@ -62,10 +62,10 @@ const TAIL_SILENCE: Duration = Duration::from_millis(BLOCK_MS + 5_000);
 /// How long a stream waits for the history, or for its tail to pass an
 /// id another process delivered.
 pub(super) const PARK_WAIT: Duration = Duration::from_secs(3);
-/// How long a stream waits for an id while the tail is down.
-pub(super) const PARK_OUTAGE: Duration = Duration::from_secs(30);
 /// Bytes read from Redis per read call.
 const READ_CHUNK: usize = 64 * 1024;
+/// How long a stream waits for an id while the tail is down.
+pub(super) const PARK_OUTAGE: Duration = Duration::from_secs(30);
 
 /// One socket to Redis and what waits to be written to it.
 #[derive(Debug, Default)]
@@ -94,6 +94,8 @@ pub(super) struct Bus {
     pub(super) parked: Vec<Parked>,
     /// From Redis adding the last event read to its delivery here.
     lag_ms: Option<u64>,
+    /// Where both connections' reads land.
+    buffer: Box<[u8]>,
 }
 
 impl Bus {
@@ -126,6 +128,7 @@ impl Bus {
             next_token: 1,
             parked: Vec::new(),
             lag_ms: None,
+            buffer: vec![0; READ_CHUNK].into_boxed_slice(),
         })
     }
 
@@ -234,9 +237,10 @@ impl Server {
         self.bus_write(token, now);
     }
 
-    /// Reads until `WouldBlock`, handing each read to its link.
+    /// Reads until `WouldBlock`, handing each read to its link. (Not into
+    /// the clients' scratch buffer: what a read brings may drive a client
+    /// connection, which reads into that.)
     fn bus_read(&mut self, token: Token, now: Now) {
-        let mut buffer = vec![0; READ_CHUNK];
         // Bounded: a Redis that never stops sending gets the next turn.
         for _ in 0..64 {
             let Some(bus) = &mut self.bus else { return };
@@ -246,7 +250,7 @@ impl Server {
                 &mut bus.tailing
             };
             let Some(socket) = &mut wire.socket else { return };
-            let n = match socket.read(&mut buffer) {
+            let n = match socket.read(&mut bus.buffer) {
                 Ok(0) => return self.bus_lost(token, "Redis closed the connection", now),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -254,11 +258,12 @@ impl Server {
                 Err(e) => return self.bus_lost(token, &format!("read: {e}"), now),
             };
             wire.heard = Some(now.instant);
+            let bytes = &bus.buffer[..n];
             if token == BUS_COMMANDS {
-                let events = bus.publisher.received(&buffer[..n], now.instant);
+                let events = bus.publisher.received(bytes, now.instant);
                 self.on_command_events(events, now);
             } else {
-                let events = bus.tail.received(&buffer[..n], now.instant, &mut bus.tailing.out);
+                let events = bus.tail.received(bytes, now.instant, &mut bus.tailing.out);
                 self.on_tail_events(events, now);
             }
         }
