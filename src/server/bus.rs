@@ -143,9 +143,10 @@ impl Bus {
         self.tail.link().is_ready()
     }
 
-    /// Publishes can be sent now.
+    /// Publishes can be sent now: connected, and Redis reads what it is
+    /// sent.
     pub(super) fn accepts_publishes(&self) -> bool {
-        self.publisher.link().is_ready()
+        self.publisher.link().is_ready() && self.commands.out.len() <= waiters::MOST_UNSENT
     }
 
     /// The command connection.
