@@ -40,6 +40,7 @@ use crate::config::{BusAddr, Config};
 use crate::conn::Phase;
 use crate::frame::Frame;
 use crate::stats::BusFigures;
+use crate::trace::{self, Direction};
 use socket::Socket;
 use std::rc::Rc;
 pub(super) use waiters::{Parked, Waiter};
@@ -260,6 +261,9 @@ impl Server {
             };
             wire.heard = Some(now.instant);
             let bytes = &bus.buffer[..n];
+            if self.config.trace {
+                trace::bus_bytes(link_name(token), Direction::In, bytes);
+            }
             if token == BUS_COMMANDS {
                 let events = bus.publisher.received(bytes, now.instant);
                 self.on_command_events(events, now);
@@ -293,7 +297,12 @@ impl Server {
             }
             match socket.write(&wire.out[written..]) {
                 Ok(0) => break Some("write: the socket took nothing".to_string()),
-                Ok(n) => written += n,
+                Ok(n) => {
+                    if self.config.trace {
+                        trace::bus_bytes(link_name(token), Direction::Out, &wire.out[written..written + n]);
+                    }
+                    written += n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Some(format!("write: {e}")),
@@ -381,7 +390,7 @@ impl Server {
             let _ = self.poll.registry().deregister(&mut socket);
         }
         *wire = Wire::default();
-        let name = if token == BUS_COMMANDS { "commands" } else { "tail" };
+        let name = link_name(token);
         // Said once per outage; each failed retry after it only at debug.
         if was_ready {
             warn!("bus ({name}): {why}; reconnecting with backoff");
@@ -494,5 +503,14 @@ impl Server {
             let figures = bus.figures();
             self.service.set_bus_figures(figures);
         }
+    }
+}
+
+/// The name of `token`'s connection, for logs and `--trace`.
+fn link_name(token: Token) -> &'static str {
+    if token == BUS_COMMANDS {
+        "commands"
+    } else {
+        "tail"
     }
 }
