@@ -17,7 +17,9 @@
 //!
 //! The loop:
 //! - [`server`]: `Poll`, listeners, the slab of connections; accept, read,
-//!   apply the application's answers, flush, close, shut down.
+//!   apply the application's answers, flush, close, shut down; with
+//!   `--bus`, the two sockets to Redis and the requests waiting on them
+//!   (`server/bus.rs`, `server/bus/waiters.rs`).
 //! - [`conn`]: one socket: its phase and the transitions between phases,
 //!   what the kernel reported (readiness), the queue of shared frames.
 //! - [`timer`]: deadlines as a heap, one kind per timeout (408, linger,
@@ -28,14 +30,16 @@
 //!
 //! The application (no `mio` here):
 //! - [`service`]: a request in, an answer out (respond, publish, open a
-//!   stream); the ticker and `--stdin`; the one `publish`; who may publish
-//!   and read (`service/access.rs`).
+//!   stream; with `--bus`, relay a publish to Redis or wait on it:
+//!   `service/bus.rs`); the ticker and `--stdin`; the one `publish`; who
+//!   may publish and read (`service/access.rs`).
 //! - [`routes`]: `(method, path)` to a route, or `404`/`405`.
 //! - [`params`]: what a publish or a subscription asks for, checked.
 //! - [`auth`]: the publish bearer token.
 //! - [`topics`]: topic names and the filters subscribers ask for.
-//! - [`hub`]: the global id, the views of the shared log and who reads
-//!   each, replay and the gap rule.
+//! - [`hub`]: ids (counted, or Redis' stream ids: `hub/ids.rs`), the views
+//!   of the shared log and who reads each, replay and the gap rule
+//!   (`hub/replay.rs`).
 //! - [`log`]: the shared log: events encoded and framed once, in one run of
 //!   bytes per view; a subscriber is a cursor into it.
 //! - [`stats`]: counters; `/stats` JSON and `/metrics` text.
@@ -45,8 +49,9 @@
 //! - [`http`]: HTTP/1.1: the request reader, heads via `httparse` with
 //!   their limits, chunked bodies, query strings, responses and every
 //!   refusal.
-//! - [`bus`]: the Redis bus's wire: RESP2, and the Streams commands,
-//!   replies and ids (the bus itself is not wired into the loop yet).
+//! - [`bus`]: the Redis bus's wire: RESP2, the Streams commands, replies
+//!   and ids, and the two connections' logic as state machines (handshake,
+//!   backoff, pipelined `XADD`s, the tail, loss detection).
 //! - [`sse`]: the `text/event-stream` text, as WHATWG defines it.
 //! - [`frame`]: chunk framing, done once per event and shared.
 //! - [`clock`]: wall-clock formatting for ticks, `Date` and ids.
@@ -78,6 +83,14 @@
 //!                        ─ Conn::flushed
 //!                      close: Service::leave, deregister, free the slot
 //! server/deadlines.rs  fire_timers: 408, linger, heartbeat, tick
+//!
+//! With --bus, a publish and its event take a detour through Redis:
+//! service.rs          publish_request ─▶ Answer::Relay
+//! server/bus/waiters.rs relay ─ Publisher::publish (XADD, bus/link/publisher.rs)
+//! server/bus.rs       bus_turn ─ bus_write; on_bus_ready ─ bus_read
+//!                       ─ Publisher::received ─ on_reply ─ Service::relayed (200 {"id":..})
+//!                       ─ Tail::received (XREAD, bus/link/tail.rs) ─ on_tail_events
+//!                       ─ Service::deliver ─ Hub::append ─ View::append ─ the flush above
 //! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]

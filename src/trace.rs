@@ -48,13 +48,28 @@ pub enum Direction {
 
 /// Logs bytes read from or written to connection `conn_id`.
 pub fn bytes(conn_id: u64, direction: Direction, data: &[u8]) {
+    line(&format!("#{conn_id}"), direction, data);
+}
+
+/// Logs bytes read from or written to one of the bus's connections to
+/// Redis, named `redis/commands` or `redis/tail` (with `--bus`):
+///
+/// ```text
+///    15.203 ms redis/commands > 61 B "*9\r\n$4\r\nXADD\r\n$8\r\nssed:log\r\n..."
+///    15.611 ms redis/commands < 18 B "$15\r\n1764412345678-0\r\n"
+/// ```
+pub fn bus_bytes(link: &str, direction: Direction, data: &[u8]) {
+    line(&format!("redis/{link}"), direction, data);
+}
+
+fn line(who: &str, direction: Direction, data: &[u8]) {
     let arrow = match direction {
         Direction::In => '<',
         Direction::Out => '>',
     };
     log::info!(
         target: "ssed::trace",
-        "{:>10.3} ms #{conn_id} {arrow} {} B \"{}\"",
+        "{:>10.3} ms {who} {arrow} {} B \"{}\"",
         millis(),
         data.len(),
         redact(&escape(data))

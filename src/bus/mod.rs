@@ -32,9 +32,8 @@
 //! Redis answers the commands of one connection strictly in order, and a
 //! blocking read holds its connection: `XREAD BLOCK 5000 ...` is answered
 //! when an entry arrives or when 5 s have passed, and an `XADD` written
-//! behind it on the same socket waits that long too. So the loop will hold
-//! two connections to Redis (the part that owns them, `redis.rs`, comes
-//! next):
+//! behind it on the same socket waits that long too. So the loop holds
+//! two connections to Redis (the part that owns them is `server/bus.rs`):
 //!
 //! ```text
 //!   POST /publish ──▶ XADD ssed:log MAXLEN ~ N * ...   ┐

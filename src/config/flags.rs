@@ -268,7 +268,7 @@ pub(super) static FLAGS: &[Flag] = &[
         takes: Takes::Value("URL"),
         repeats: false,
         same_as: None,
-        help: "share one ordered stream with other processes (not built yet)",
+        help: "share one ordered stream with other processes through Redis",
         range: "redis://HOST[:PORT][/DB] or redis+unix:///PATH[?db=DB]",
         apply: |config, name, url| {
             let addr = BusAddr::parse(url).map_err(|e| ConfigError(format!("{name}: {e}")))?;

@@ -40,6 +40,7 @@ use crate::config::{BusAddr, Config};
 use crate::conn::Phase;
 use crate::frame::Frame;
 use crate::stats::BusFigures;
+use crate::trace::{self, Direction};
 use socket::Socket;
 use std::rc::Rc;
 pub(super) use waiters::{Parked, Waiter};
@@ -64,6 +65,8 @@ const TAIL_SILENCE: Duration = Duration::from_millis(BLOCK_MS + 5_000);
 pub(super) const PARK_WAIT: Duration = Duration::from_secs(3);
 /// Bytes read from Redis per read call.
 const READ_CHUNK: usize = 64 * 1024;
+/// How long a stream waits for an id while the tail is down.
+pub(super) const PARK_OUTAGE: Duration = Duration::from_secs(30);
 
 /// One socket to Redis and what waits to be written to it.
 #[derive(Debug, Default)]
@@ -92,6 +95,8 @@ pub(super) struct Bus {
     pub(super) parked: Vec<Parked>,
     /// From Redis adding the last event read to its delivery here.
     lag_ms: Option<u64>,
+    /// Where both connections' reads land.
+    buffer: Box<[u8]>,
 }
 
 impl Bus {
@@ -124,6 +129,7 @@ impl Bus {
             next_token: 1,
             parked: Vec::new(),
             lag_ms: None,
+            buffer: vec![0; READ_CHUNK].into_boxed_slice(),
         })
     }
 
@@ -133,9 +139,15 @@ impl Bus {
         self.next_token
     }
 
-    /// Publishes can be sent now.
+    /// The tail is connected and reading.
+    pub(super) fn tail_ready(&self) -> bool {
+        self.tail.link().is_ready()
+    }
+
+    /// Publishes can be sent now: connected, and Redis reads what it is
+    /// sent.
     pub(super) fn accepts_publishes(&self) -> bool {
-        self.publisher.link().is_ready()
+        self.publisher.link().is_ready() && self.commands.out.len() <= waiters::MOST_UNSENT
     }
 
     /// The command connection.
@@ -227,9 +239,10 @@ impl Server {
         self.bus_write(token, now);
     }
 
-    /// Reads until `WouldBlock`, handing each read to its link.
+    /// Reads until `WouldBlock`, handing each read to its link. (Not into
+    /// the clients' scratch buffer: what a read brings may drive a client
+    /// connection, which reads into that.)
     fn bus_read(&mut self, token: Token, now: Now) {
-        let mut buffer = vec![0; READ_CHUNK];
         // Bounded: a Redis that never stops sending gets the next turn.
         for _ in 0..64 {
             let Some(bus) = &mut self.bus else { return };
@@ -239,7 +252,7 @@ impl Server {
                 &mut bus.tailing
             };
             let Some(socket) = &mut wire.socket else { return };
-            let n = match socket.read(&mut buffer) {
+            let n = match socket.read(&mut bus.buffer) {
                 Ok(0) => return self.bus_lost(token, "Redis closed the connection", now),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -247,11 +260,15 @@ impl Server {
                 Err(e) => return self.bus_lost(token, &format!("read: {e}"), now),
             };
             wire.heard = Some(now.instant);
+            let bytes = &bus.buffer[..n];
+            if self.config.trace {
+                trace::bus_bytes(link_name(token), Direction::In, bytes);
+            }
             if token == BUS_COMMANDS {
-                let events = bus.publisher.received(&buffer[..n], now.instant);
+                let events = bus.publisher.received(bytes, now.instant);
                 self.on_command_events(events, now);
             } else {
-                let events = bus.tail.received(&buffer[..n], now.instant, &mut bus.tailing.out);
+                let events = bus.tail.received(bytes, now.instant, &mut bus.tailing.out);
                 self.on_tail_events(events, now);
             }
         }
@@ -280,7 +297,12 @@ impl Server {
             }
             match socket.write(&wire.out[written..]) {
                 Ok(0) => break Some("write: the socket took nothing".to_string()),
-                Ok(n) => written += n,
+                Ok(n) => {
+                    if self.config.trace {
+                        trace::bus_bytes(link_name(token), Direction::Out, &wire.out[written..written + n]);
+                    }
+                    written += n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Some(format!("write: {e}")),
@@ -368,7 +390,7 @@ impl Server {
             let _ = self.poll.registry().deregister(&mut socket);
         }
         *wire = Wire::default();
-        let name = if token == BUS_COMMANDS { "commands" } else { "tail" };
+        let name = link_name(token);
         // Said once per outage; each failed retry after it only at debug.
         if was_ready {
             warn!("bus ({name}): {why}; reconnecting with backoff");
@@ -481,5 +503,14 @@ impl Server {
             let figures = bus.figures();
             self.service.set_bus_figures(figures);
         }
+    }
+}
+
+/// The name of `token`'s connection, for logs and `--trace`.
+fn link_name(token: Token) -> &'static str {
+    if token == BUS_COMMANDS {
+        "commands"
+    } else {
+        "tail"
     }
 }

@@ -165,7 +165,10 @@ impl Server {
             over_capacity: slot.conn.over_capacity,
         };
         let relays = slot.relays;
-        if relays > 0 && (relays >= MAX_RELAYS || !routes::may_publish(request.method, request.path())) {
+        let may_follow = relays < MAX_RELAYS
+            && routes::may_publish(request.method, request.path())
+            && self.bus.as_ref().is_some_and(|bus| bus.accepts_publishes());
+        if relays > 0 && !may_follow {
             slot.deferred = Some(Deferred::Request(Box::new(request)));
             slot.parked = true;
             return;

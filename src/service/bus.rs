@@ -128,18 +128,26 @@ impl Service {
 
     /// The answer to a relayed publish: the id and how many subscribers
     /// of this process its topic has now, or a `503` that says why not.
-    pub fn relayed(&mut self, relay: &Relay, outcome: Relayed, now: Now) -> (Vec<u8>, bool) {
+    /// (`topic` and `replying` are what is kept of the [`Relay`] once its
+    /// `XADD` is written: the data goes as soon as it is sent.)
+    pub fn relayed(
+        &mut self,
+        topic: &str,
+        replying: Replying,
+        outcome: Relayed,
+        now: Now,
+    ) -> (Vec<u8>, bool) {
         let rejection = match outcome {
             Relayed::Published(id) => {
                 let subscribers: usize = self
                     .hub
-                    .views_of(&relay.topic)
+                    .views_of(topic)
                     .into_iter()
                     .filter_map(|view| self.hub.view(view))
                     .map(|view| view.members.len())
                     .sum();
                 let json = format!("{{\"id\":\"{id}\",\"subscribers\":{subscribers}}}\n");
-                return self.reply(relay.replying, &Response::json(json), now);
+                return self.reply(replying, &Response::json(json), now);
             }
             Relayed::Refused(reason) => {
                 warn!("bus: Redis refused a publish: {reason}");
@@ -148,7 +156,7 @@ impl Service {
             Relayed::OutcomeUnknown => Rejection::OutcomeUnknown { retry_after: 1 },
             Relayed::Unavailable { retry_after } => Rejection::BusDown { retry_after },
         };
-        self.reply(relay.replying, &rejection.response(), now)
+        self.reply(replying, &rejection.response(), now)
     }
 
     /// The local history, read from the stream at start: kept for replay,

@@ -16,15 +16,18 @@ use std::time::Instant;
 
 use log::warn;
 
-use super::PARK_WAIT;
+use super::{PARK_OUTAGE, PARK_WAIT};
 use crate::bus::link::PublishEvent;
 use crate::bus::streams::Entry;
 use crate::clock::Now;
 use crate::http::Request;
 use crate::hub::EventId;
 use crate::server::Server;
-use crate::service::{Caller, Park, Relay, Relayed, Waited};
+use crate::service::{Caller, Park, Relay, Relayed, Replying, Waited};
 
+/// Bytes of commands waiting for Redis to read them past which publishes
+/// are refused (`503`) as if the bus were down.
+pub(super) const MOST_UNSENT: usize = 16 * 1024 * 1024;
 /// `XRANGE ... COUNT` of one page of a fetched replay.
 const PAGE: u64 = 512;
 /// Most entries one fetched replay holds; past that, the stream gets the
@@ -40,8 +43,10 @@ pub enum Waiter {
         key: usize,
         /// Its id: the slot may have been reused.
         conn: u64,
-        /// The event, and how to answer.
-        relay: Relay,
+        /// The event's topic (its data is gone with the `XADD`).
+        topic: String,
+        /// How to answer.
+        replying: Replying,
     },
     /// A stream, for the entries after its `Last-Event-ID`.
     Fetch {
@@ -73,6 +78,8 @@ pub struct Parked {
     pub park: Park,
     /// When it stops waiting.
     pub deadline: Instant,
+    /// When it began to wait.
+    pub since: Instant,
 }
 
 impl Server {
@@ -85,26 +92,42 @@ impl Server {
         let Some(bus) = &mut self.bus else { return };
         let token = bus.token();
         let (publisher, out) = bus.publisher();
-        let sent = publisher.publish(
-            token,
-            &relay.topic,
-            relay.name.as_deref(),
-            &relay.data,
-            now.instant,
-            out,
-        );
+        // Redis not reading what is sent to it is an outage too; the
+        // bytes waiting for it stay bounded.
+        let sent = if out.len() > MOST_UNSENT {
+            Err(())
+        } else {
+            publisher
+                .publish(
+                    token,
+                    &relay.topic,
+                    relay.name.as_deref(),
+                    &relay.data,
+                    now.instant,
+                    out,
+                )
+                .map_err(|_| ())
+        };
         match sent {
             Ok(()) => {
-                bus.waiters.insert(token, Waiter::Publish { key, conn, relay });
+                let (topic, replying) = (relay.topic, relay.replying);
+                bus.waiters.insert(
+                    token,
+                    Waiter::Publish {
+                        key,
+                        conn,
+                        topic,
+                        replying,
+                    },
+                );
                 if let Some(slot) = self.conns.get_mut(key) {
                     slot.relays += 1;
                 }
             }
             Err(_) => {
                 let retry_after = bus.retry_after(now.instant);
-                let (bytes, keep_alive) =
-                    self.service
-                        .relayed(&relay, Relayed::Unavailable { retry_after }, now);
+                let outcome = Relayed::Unavailable { retry_after };
+                let (bytes, keep_alive) = self.service.relayed(&relay.topic, relay.replying, outcome, now);
                 self.send(key, bytes, keep_alive);
             }
         }
@@ -160,6 +183,7 @@ impl Server {
                 request,
                 park,
                 deadline: now.instant + PARK_WAIT,
+                since: now.instant,
             }),
         }
         self.set_parked(key, true);
@@ -181,7 +205,15 @@ impl Server {
             return;
         };
         match (waiter, outcome) {
-            (Waiter::Publish { key, conn, relay }, outcome) => {
+            (
+                Waiter::Publish {
+                    key,
+                    conn,
+                    topic,
+                    replying,
+                },
+                outcome,
+            ) => {
                 let outcome = match outcome {
                     Ok(Ok(id)) => Relayed::Published(id),
                     Ok(Err(_)) => Relayed::OutcomeUnknown,
@@ -192,7 +224,7 @@ impl Server {
                 };
                 slot.relays = slot.relays.saturating_sub(1);
                 let last = slot.relays == 0;
-                let (bytes, keep_alive) = self.service.relayed(&relay, outcome, now);
+                let (bytes, keep_alive) = self.service.relayed(&topic, replying, outcome, now);
                 self.send(key, bytes, keep_alive);
                 if last {
                     self.relays_answered(key, now);
@@ -315,11 +347,25 @@ impl Server {
         }
     }
 
-    /// Parked streams whose wait ran out.
+    /// Parked streams whose wait ran out. One waiting for an id while the
+    /// tail is down waits on, up to [`PARK_OUTAGE`]: the tail cannot pass
+    /// the id before Redis is back, and giving up would send the client
+    /// the gap and then events it already has.
     pub(in crate::server) fn expire_parked(&mut self, now: Now) {
         let Some(bus) = &mut self.bus else { return };
         if !bus.parked.iter().any(|parked| parked.deadline <= now.instant) {
             return;
+        }
+        let tail_down = !bus.tail_ready();
+        for parked in &mut bus.parked {
+            let newer = matches!(parked.park, Park::Newer(_));
+            if newer
+                && tail_down
+                && parked.deadline <= now.instant
+                && now.instant < parked.since + PARK_OUTAGE
+            {
+                parked.deadline = now.instant + PARK_WAIT;
+            }
         }
         let (due, waiting): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut bus.parked)
             .into_iter()
