@@ -207,3 +207,34 @@ fn an_id_the_stream_no_longer_holds_gets_a_gap_first() {
     assert_eq!(bus["last_id"], newest.as_str(), "{stats}");
     assert!(json_scalar(&stats.to_string(), "reconnects").is_some(), "{stats}");
 }
+
+#[test]
+#[ignore = "needs redis-server; run by test.sh"]
+fn a_client_ahead_of_the_process_it_resumes_on_waits_for_it_and_gets_no_gap() {
+    let mut cluster = Cluster::redis(Persistence::Aof);
+    cluster.add("a", Port::Own, &[]);
+    cluster.add("b", Port::Own, &[]);
+    let (a, b) = (cluster.nodes[0].addr, cluster.nodes[1].addr);
+    publish_n(&[a], "old", 3);
+
+    // b is stopped, so it has not read E when a client that saw E on a
+    // comes to b: the request waits in b's socket beside E's XREAD reply.
+    let mut on_a = Subscriber::open(a, "/events", "");
+    on_a.connected();
+    cluster.nodes[1].signal(libc::SIGSTOP);
+    let e = publish_n(&[a], "e", 1);
+    expect_events(&mut on_a, &e, "E on a");
+    let mut client = crate::common::Client::connect(b);
+    let head = format!(
+        "GET /events HTTP/1.1\r\nHost: t\r\nLast-Event-ID: {}\r\n\r\n",
+        id_of(&e[0])
+    );
+    client.send(head.as_bytes());
+    cluster.nodes[1].signal(libc::SIGCONT);
+
+    // Whichever b reads first, the client gets what follows E, no gap.
+    let mut on_b = Subscriber::from_client(client);
+    on_b.connected();
+    let next = publish_n(&[a, b], "next", 4);
+    expect_events(&mut on_b, &next, "after E, on b");
+}

@@ -386,6 +386,12 @@ impl Subscriber {
     pub fn open_version(addr: SocketAddr, target: &str, extra_headers: &str, version: &str) -> Subscriber {
         let mut client = Client::connect(addr);
         client.send(format!("GET {target} {version}\r\nHost: t\r\n{extra_headers}\r\n").as_bytes());
+        Self::from_client(client)
+    }
+
+    /// The stream a request already sent on `client` opens: waits for its
+    /// head. (For a test that must act between sending and reading.)
+    pub fn from_client(client: Client) -> Subscriber {
         let mut subscriber = Subscriber {
             client,
             response: Response {
