@@ -266,8 +266,8 @@ pub fn run(plan: Plan, shared: Arc<Shared>) -> Report {
                 Outcome::Ok => {
                     if was_pending && sub.parser.has_head() {
                         in_flight -= 1;
-                        shared.heads.fetch_add(1, Ordering::SeqCst);
                         shared.last_head_ns.fetch_max(now_ns(), Ordering::SeqCst);
+                        shared.heads.fetch_add(1, Ordering::SeqCst);
                     }
                 }
                 Outcome::Dead => {
@@ -307,11 +307,13 @@ struct Local {
 }
 
 impl Local {
+    /// The time first, then the count: a phase that sees its count reached
+    /// reads a time at least as late as the deliveries counted.
     fn publish(&mut self, shared: &Shared) {
         for phase in 0..PHASES {
             if self.delivered[phase] > 0 {
-                shared.delivered[phase].fetch_add(self.delivered[phase], Ordering::SeqCst);
                 shared.last_ns[phase].fetch_max(self.last_ns[phase], Ordering::SeqCst);
+                shared.delivered[phase].fetch_add(self.delivered[phase], Ordering::SeqCst);
                 self.delivered[phase] = 0;
             }
         }

@@ -105,8 +105,14 @@ impl Status {
         })
     }
 
-    /// Adds to `shared` what moved between `before` and this status.
+    /// Adds to `shared` what moved between `before` and this status. Times
+    /// first, then counts: a phase that sees its count reached reads a
+    /// time at least as late as the deliveries counted.
     pub fn apply(&self, before: &Status, shared: &Shared) {
+        shared.last_head_ns.fetch_max(self.last_head_ns, Ordering::SeqCst);
+        for p in 0..PHASES {
+            shared.last_ns[p].fetch_max(self.last_ns[p], Ordering::SeqCst);
+        }
         shared
             .heads
             .fetch_add(self.heads.saturating_sub(before.heads), Ordering::SeqCst);
@@ -116,11 +122,9 @@ impl Status {
         shared
             .dropped
             .fetch_add(self.dropped.saturating_sub(before.dropped), Ordering::SeqCst);
-        shared.last_head_ns.fetch_max(self.last_head_ns, Ordering::SeqCst);
         for p in 0..PHASES {
             let more = self.delivered[p].saturating_sub(before.delivered[p]);
             shared.delivered[p].fetch_add(more, Ordering::SeqCst);
-            shared.last_ns[p].fetch_max(self.last_ns[p], Ordering::SeqCst);
         }
     }
 }
