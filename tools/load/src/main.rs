@@ -3,7 +3,7 @@
 //!
 //! 1. connect N subscribers and wait for every response head (connect time);
 //! 2. the server's resident memory per idle subscriber and its CPU while idle
-//!    (from `/proc/PID` when `--pid` is given);
+//!    (from `/proc/PID` when `--pid` is given; several are summed);
 //! 3. single events, spaced apart: fan-out latency from the publish request
 //!    being sent to each subscriber having the whole event (p50/p99/max);
 //! 4. a pipelined burst (many publish requests in one write) and a
@@ -15,22 +15,49 @@
 //! A human-readable summary goes to stdout, then one JSON line. Every wait is
 //! bounded, and `--duration` bounds the whole run.
 //!
+//! # Many servers, many client processes
+//!
+//! `--target A,B,C` spreads the subscribers round-robin over several
+//! servers (ssed processes on several ports, or machines), and `--pid
+//! A,B,C` sums their memory and CPU. Events are all published to one
+//! `--publish-url`: with ssed's bus every process delivers every event, so
+//! the missed/duplicate check and the latencies cover every subscriber on
+//! every target. (Without a bus, each process delivers only what is
+//! published to it: spread over several targets, only the connect figures
+//! mean anything; publish nothing with `--singles 0 --burst 0 --seq-burst 0`.)
+//!
+//! One process holds at most its open-file limit of subscribers, so past
+//! it, `--workers W` holds them in W child processes of this same program
+//! (`fleet`, `worker`), each with a limit of its own, while this one
+//! publishes and reports. Every event carries the time its request was
+//! sent (`seq=N t=T`, the machine's monotonic clock), so a subscriber in
+//! any process times it.
+//!
 //! # Layout
 //!
 //! - `args`: the flags, validated into `Options`.
 //! - `phases`: one function per step of a run, in the order [`run`] calls
-//!   them.
+//!   them; `probe`: the servers' memory and CPU from `/proc`.
+//! - `fleet`: where the subscribers live, threads here or `--workers`;
+//!   `worker`: one worker process and the lines it sends its parent.
 //! - `subscribers`: the subscriber threads, one `mio` loop each;
-//!   `stream`: a subscriber's bytes down to the `seq=` of each event.
+//!   `socket`: a subscriber's socket, from a chosen source address;
+//!   `stream`: a subscriber's bytes down to the `seq=N t=T` of each event.
 //! - `publish`: the publishing connection.
+//! - `histogram`: latencies, kept and merged in constant space.
 //! - `report`: the summary, as text and as JSON.
 
 mod args;
+mod fleet;
+mod histogram;
 mod phases;
+mod probe;
 mod publish;
 mod report;
+mod socket;
 mod stream;
 mod subscribers;
+mod worker;
 
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -39,7 +66,8 @@ use std::thread;
 use std::time::Instant;
 
 use args::Options;
-use phases::{Probe, Publishing};
+use phases::Publishing;
+use probe::Probe;
 use report::Summary;
 use ssed_testkit::procfs;
 use subscribers::Shared;
@@ -75,14 +103,19 @@ fn main() -> ExitCode {
 fn run(o: &Options) -> Result<bool, String> {
     check_file_limit(o)?;
     let deadline = exit_after(o);
-    let probe = Probe::new(o.pid)?;
+    if let Some((first, count)) = o.worker {
+        return worker::run(o, first, count);
+    }
+    let mut probe = Probe::new(&o.pids)?;
     announce(o);
+    let cpu_before = probe.server_cpu();
     let mut summary = Summary {
         rss_before: probe.rss(),
         ..Summary::default()
     };
     let shared = Arc::new(Shared::new(o.singles, o.burst, o.seq_burst));
-    let (threads, connected) = phases::connect(o, &shared, deadline)?;
+    let (fleet, connected) = phases::connect(o, &shared, deadline)?;
+    probe.add_clients(fleet.pids());
     (summary.heads, summary.connect_s) = (connected.heads, connected.connect_s);
     let mut sent_last_seq = 0;
     if connected.heads > 0 {
@@ -96,7 +129,12 @@ fn run(o: &Options) -> Result<bool, String> {
         (summary.rss_after, summary.rss_peak) = phases::settle(&probe);
         (sent_last_seq, summary.notes) = publishing.finish();
     }
-    summary.tally = phases::collect(&shared, threads, sent_last_seq)?;
+    summary.cpu_s = cpu_before
+        .iter()
+        .zip(probe.server_cpu())
+        .map(|(a, b)| a.zip(b).map(|(a, b)| phases::ns_to_s(b.saturating_sub(a))))
+        .collect();
+    summary.tally = phases::collect(&shared, fleet, sent_last_seq)?;
     summary.dropped = shared.dropped.load(Ordering::SeqCst);
     print!("{}", report::text(o, &summary));
     println!("{}", report::json(o, &summary));
@@ -104,15 +142,23 @@ fn run(o: &Options) -> Result<bool, String> {
 }
 
 /// Raises the open-file limit as far as allowed; refuses a run that
-/// cannot hold its subscribers.
+/// cannot hold its subscribers: those of this process, or of its largest
+/// worker (each worker has a limit of its own, the same as ours).
 fn check_file_limit(o: &Options) -> Result<(), String> {
     let limit = procfs::raise_nofile();
-    let needed = o.subscribers as u64 + FD_MARGIN;
+    let held = match (o.worker, o.workers) {
+        (Some((_, count)), _) => count,
+        (None, 0) => o.subscribers,
+        (None, workers) => o.subscribers.div_ceil(workers),
+    };
+    let needed = held as u64 + FD_MARGIN;
     if needed > limit {
+        let fewer = limit.saturating_sub(FD_MARGIN).max(1) as usize;
         return Err(format!(
-            "{} subscribers need about {needed} open files, the limit is {limit}; \
-             raise `ulimit -n` (hard limit) or use fewer subscribers",
-            o.subscribers
+            "{held} subscribers in one process need about {needed} open files, the limit is \
+             {limit}; raise `ulimit -n` (hard limit), or hold them in more processes \
+             (--workers {} or more)",
+            o.subscribers.div_ceil(fewer)
         ));
     }
     Ok(())
@@ -132,13 +178,17 @@ fn exit_after(o: &Options) -> Instant {
 }
 
 fn announce(o: &Options) {
+    let targets: Vec<String> = o.targets.iter().map(|t| t.to_string()).collect();
+    let holders = match o.workers {
+        0 => format!("{} thread(s)", o.threads),
+        w => format!("{w} worker processes of {} thread(s)", o.threads),
+    };
     eprintln!(
-        "ssed-load: {} subscribers to {}{} ({} source address(es), {} thread(s)); publishing to {}{}",
+        "ssed-load: {} subscribers to {} at {} ({} source address(es), {holders}); publishing to {}{}",
         o.subscribers,
-        o.target,
+        targets.join(", "),
         o.subscribe_path,
         o.sources.max(1),
-        o.threads,
         o.publish.authority,
         o.publish.target
     );

@@ -6,74 +6,24 @@
 //!  heads       CPU idle  at a time    one write      at a time      deliveries  threads
 //! ```
 //!
-//! `connect` starts the subscriber threads (`subscribers.rs`); from then
-//! on they count deliveries into [`Shared`] by themselves, and the phases
-//! here only publish, wait on those counters and read the clock and
-//! `/proc`. Every wait is bounded by `--phase-timeout` and `--duration`.
+//! `connect` starts the subscribers (`fleet.rs`: threads of this process
+//! or worker processes); from then on they count deliveries into
+//! [`Shared`] by themselves, and the phases here only publish, wait on
+//! those counters and read the clock and `/proc` (`probe.rs`). Every wait
+//! is bounded by `--phase-timeout` and `--duration`.
 
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use ssed_testkit::procfs;
-
 use crate::args::Options;
-use crate::publish::{event_data, Publisher};
-use crate::subscribers::{self, Plan, Report, Shared, PHASES};
-
-/// The server's figures from `/proc` (when `--pid` names it) and ours.
-#[derive(Debug)]
-pub struct Probe {
-    pub pid: Option<u32>,
-    me: u32,
-}
-
-/// CPU time of the server and of this process at one moment, in ns.
-#[derive(Debug, Clone, Copy)]
-pub struct CpuMark {
-    server: Option<u64>,
-    client: Option<u64>,
-}
-
-impl CpuMark {
-    /// CPU time (server, client) spent since `start`.
-    pub fn since(self, start: CpuMark) -> (Option<u64>, Option<u64>) {
-        let spent = |now: Option<u64>, then: Option<u64>| now.zip(then).map(|(b, a)| b.saturating_sub(a));
-        (spent(self.server, start.server), spent(self.client, start.client))
-    }
-}
-
-impl Probe {
-    /// Checks that `/proc/PID` can be read before anything starts.
-    pub fn new(pid: Option<u32>) -> Result<Probe, String> {
-        if let Some(pid) = pid {
-            if procfs::rss_bytes(pid).is_none() {
-                return Err(format!("--pid {pid}: cannot read /proc/{pid}/status"));
-            }
-        }
-        Ok(Probe {
-            pid,
-            me: std::process::id(),
-        })
-    }
-
-    pub fn rss(&self) -> Option<u64> {
-        self.pid.and_then(procfs::rss_bytes)
-    }
-
-    pub fn server_cpu(&self) -> Option<u64> {
-        self.pid.and_then(procfs::cpu_ns)
-    }
-
-    pub fn mark(&self) -> CpuMark {
-        CpuMark {
-            server: self.server_cpu(),
-            client: procfs::cpu_ns(self.me),
-        }
-    }
-}
+use crate::fleet::Fleet;
+use crate::histogram::Histogram;
+use crate::probe::{CpuMark, Probe};
+use crate::publish::{event_data, restamp, stamp_offset, Publisher};
+use crate::subscribers::{now_ns, Shared, PHASES};
 
 /// Figures of one timed phase.
 #[derive(Debug, Default, Clone)]
@@ -119,15 +69,11 @@ pub struct Connected {
     pub connect_s: f64,
 }
 
-/// Starts the subscriber threads, then waits (within `--connect-timeout`)
-/// until every subscriber has its response head or has failed.
-pub fn connect(
-    o: &Options,
-    shared: &Arc<Shared>,
-    deadline: Instant,
-) -> Result<(Vec<JoinHandle<Report>>, Connected), String> {
-    let connect_start = shared.now_ns();
-    let threads = spawn_subscribers(o, shared)?;
+/// Starts the subscribers, then waits (within `--connect-timeout`) until
+/// every one has its response head or has failed.
+pub fn connect(o: &Options, shared: &Arc<Shared>, deadline: Instant) -> Result<(Fleet, Connected), String> {
+    let connect_start = now_ns();
+    let fleet = Fleet::start(o, shared)?;
     let connect_deadline = Instant::now() + o.connect_timeout;
     loop {
         let done = shared.heads.load(Ordering::SeqCst) + shared.failed.load(Ordering::SeqCst);
@@ -145,52 +91,21 @@ pub fn connect(
             .saturating_sub(connect_start),
     );
     eprintln!("ssed-load: {heads} response heads in {connect_s:.3} s ({connect_failed} failed or timed out)");
-    Ok((threads, Connected { heads, connect_s }))
-}
-
-/// `--threads` event loops, the subscribers shared out between them.
-fn spawn_subscribers(o: &Options, shared: &Arc<Shared>) -> Result<Vec<JoinHandle<Report>>, String> {
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
-        o.subscribe_path, o.target
-    )
-    .into_bytes();
-    let mut threads = Vec::new();
-    let mut first_index = 0;
-    for t in 0..o.threads {
-        let count = o.subscribers / o.threads + usize::from(t < o.subscribers % o.threads);
-        let plan = Plan {
-            target: o.target,
-            request: request.clone(),
-            count,
-            first_index,
-            sources: o.sources,
-            window: (o.connect_window / o.threads).max(1),
-        };
-        first_index += count;
-        let shared = shared.clone();
-        threads.push(
-            thread::Builder::new()
-                .name(format!("subs-{t}"))
-                .spawn(move || subscribers::run(plan, shared))
-                .map_err(|e| format!("spawn: {e}"))?,
-        );
-    }
-    Ok(threads)
+    Ok((fleet, Connected { heads, connect_s }))
 }
 
 // ----- idle ------------------------------------------------------------------
 
-/// The server with every subscriber idle.
-#[derive(Debug, Default, Clone, Copy)]
+/// The servers with every subscriber idle, one entry per `--pid`.
+#[derive(Debug, Default, Clone)]
 pub struct Idle {
-    pub rss: Option<u64>,
+    pub rss: Vec<Option<u64>>,
     /// Percent of one core over the idle window.
-    pub cpu_pct: Option<f64>,
+    pub cpu_pct: Vec<Option<f64>>,
 }
 
-/// Lets the server finish sending greetings, then samples its RSS, and its
-/// CPU over `--idle-secs`.
+/// Lets the servers finish sending greetings, then samples their RSS, and
+/// their CPU over `--idle-secs`.
 pub fn idle(o: &Options, probe: &Probe) -> Idle {
     thread::sleep(Duration::from_millis(500));
     let rss = probe.rss();
@@ -200,8 +115,13 @@ pub fn idle(o: &Options, probe: &Probe) -> Idle {
     let cpu1 = probe.server_cpu();
     let idle_s = t0.elapsed().as_secs_f64();
     let cpu_pct = cpu0
-        .zip(cpu1)
-        .map(|(a, b)| b.saturating_sub(a) as f64 / 1e9 / idle_s * 100.0);
+        .iter()
+        .zip(&cpu1)
+        .map(|(a, b)| {
+            a.zip(*b)
+                .map(|(a, b)| b.saturating_sub(a) as f64 / 1e9 / idle_s * 100.0)
+        })
+        .collect();
     eprintln!("ssed-load: idle window {idle_s:.1} s done");
     Idle { rss, cpu_pct }
 }
@@ -302,8 +222,9 @@ impl<'a> Publishing<'a> {
     /// Publishes event `seq`, stamped as sent at `sent_ns`, and reads the
     /// answer's status.
     fn publish(&mut self, seq: u64, sent_ns: u64) -> io::Result<u16> {
-        let request = self.publisher.request(&event_data(seq, self.o.event_size));
-        self.shared.sent_ns[seq as usize].store(sent_ns, Ordering::Release);
+        let request = self
+            .publisher
+            .request(&event_data(seq, sent_ns, self.o.event_size));
         self.sent_last_seq = seq;
         self.publisher.send(&request)?;
         self.publisher.response()
@@ -319,7 +240,7 @@ impl<'a> Publishing<'a> {
             let before = self.shared.delivered[0].load(Ordering::SeqCst);
             let expect = self.live();
             let start = self.probe.mark();
-            let t = self.shared.now_ns();
+            let t = now_ns();
             match self.publish(seq, t) {
                 Ok(code) if (200..300).contains(&code) => {}
                 Ok(code) => {
@@ -346,7 +267,7 @@ impl<'a> Publishing<'a> {
             thread::sleep(self.o.spacing);
         }
         r.delivered = self.shared.delivered[0].load(Ordering::SeqCst);
-        r.server_cpu_ns = self.probe.pid.map(|_| server_ns);
+        r.server_cpu_ns = (!self.probe.pids.is_empty()).then_some(server_ns);
         r.client_cpu_ns = Some(client_ns);
         eprintln!("ssed-load: {} single events done", r.events);
         r
@@ -361,15 +282,21 @@ impl<'a> Publishing<'a> {
             return r;
         }
         let seqs = shared.phase_start[1]..shared.phase_start[1] + o.burst as u64;
+        // Built first, stamped in place once the clock is read: the time
+        // taken building is not counted as latency.
         let mut bytes = Vec::new();
+        let mut stamps = Vec::with_capacity(o.burst);
         for seq in seqs.clone() {
-            bytes.extend_from_slice(&self.publisher.request(&event_data(seq, o.event_size)));
+            let data = event_data(seq, 0, o.event_size);
+            let request = self.publisher.request(&data);
+            stamps.push(bytes.len() + request.len() - data.len() + stamp_offset(seq));
+            bytes.extend_from_slice(&request);
         }
         let expect = self.live() * o.burst as u64;
         let start = self.probe.mark();
-        let t = shared.now_ns();
-        for seq in seqs.clone() {
-            shared.sent_ns[seq as usize].store(t, Ordering::Release);
+        let t = now_ns();
+        for &at in &stamps {
+            restamp(&mut bytes, at, t);
         }
         match self.publisher.pipeline(bytes, o.burst) {
             Ok(codes) => r.publish_errors = codes.iter().filter(|c| !(200..300).contains(*c)).count(),
@@ -399,10 +326,10 @@ impl<'a> Publishing<'a> {
         let per_event = self.live();
         let phase_deadline = Instant::now() + o.phase_timeout;
         let start = self.probe.mark();
-        let t = shared.now_ns();
+        let t = now_ns();
         for seq in first..first + o.seq_burst as u64 {
             r.events += 1;
-            match self.publish(seq, shared.now_ns()) {
+            match self.publish(seq, now_ns()) {
                 Ok(code) if (200..300).contains(&code) => {}
                 Ok(_) => r.publish_errors += 1,
                 Err(e) => {
@@ -428,17 +355,19 @@ impl<'a> Publishing<'a> {
 // ----- settle and collect ----------------------------------------------------
 
 /// Gives late deliveries (after a timeout they still count as received) a
-/// moment; then the server's RSS, now and at its peak.
-pub fn settle(probe: &Probe) -> (Option<u64>, Option<u64>) {
+/// moment; then each server's RSS, now and at its peak.
+pub fn settle(probe: &Probe) -> (Vec<Option<u64>>, Vec<Option<u64>>) {
     thread::sleep(Duration::from_millis(200));
-    (probe.rss(), probe.pid.and_then(procfs::peak_rss_bytes))
+    (probe.rss(), probe.peak_rss())
 }
 
-/// What the subscriber threads saw, merged.
+/// What the subscribers saw, merged.
 #[derive(Debug, Default)]
 pub struct Tally {
-    /// Latency in µs of every first delivery, per phase, sorted.
-    pub latencies: [Vec<u32>; PHASES],
+    /// Latency in µs of every first delivery, per phase.
+    pub latencies: [Histogram; PHASES],
+    /// Subscribers that got their head, per `--target`.
+    pub heads_by_target: Vec<usize>,
     pub missed: u64,
     pub duplicated: u64,
     /// Subscribers that missed at least one event.
@@ -447,40 +376,27 @@ pub struct Tally {
     pub subs_dup: usize,
     /// Why subscribers failed, with a count each.
     pub errors: Vec<(String, usize)>,
+    /// Workers whose subscribers are not counted: they died.
+    pub lost_workers: usize,
 }
 
-/// Stops the subscriber threads and merges their reports; a subscriber
-/// owes every seq up to `sent_last_seq`.
-pub fn collect(
-    shared: &Shared,
-    threads: Vec<JoinHandle<Report>>,
-    sent_last_seq: u64,
-) -> Result<Tally, String> {
-    shared.stop.store(true, Ordering::SeqCst);
-    let mut tally = Tally::default();
-    for thread in threads {
-        let mut report = thread
-            .join()
-            .map_err(|_| "a subscriber thread panicked".to_string())?;
-        for (all, mine) in tally.latencies.iter_mut().zip(report.latencies_us.iter_mut()) {
-            all.append(mine);
-        }
-        for i in 0..report.last_seq.len() {
-            let missed = report.gaps[i] + sent_last_seq.saturating_sub(report.last_seq[i]);
-            tally.missed += missed;
-            tally.duplicated += report.duplicates[i];
-            tally.subs_missing += usize::from(missed > 0);
-            tally.subs_dup += usize::from(report.duplicates[i] > 0);
-        }
-        for (why, n) in report.errors.drain(..) {
-            match tally.errors.iter_mut().find(|(w, _)| *w == why) {
-                Some((_, m)) => *m += n,
-                None => tally.errors.push((why, n)),
-            }
-        }
-    }
-    for phase in &mut tally.latencies {
-        phase.sort_unstable();
+/// Stops the subscribers and merges their reports; a subscriber owes every
+/// seq up to `sent_last_seq`.
+pub fn collect(shared: &Shared, fleet: Fleet, sent_last_seq: u64) -> Result<Tally, String> {
+    let report = fleet.stop(shared)?;
+    let mut tally = Tally {
+        latencies: report.latencies_us,
+        heads_by_target: report.heads_by_target,
+        errors: report.errors,
+        lost_workers: report.incomplete,
+        ..Tally::default()
+    };
+    for ((last_seq, gaps), duplicates) in report.last_seq.iter().zip(&report.gaps).zip(&report.duplicates) {
+        let missed = gaps + sent_last_seq.saturating_sub(*last_seq);
+        tally.missed += missed;
+        tally.duplicated += duplicates;
+        tally.subs_missing += usize::from(missed > 0);
+        tally.subs_dup += usize::from(*duplicates > 0);
     }
     Ok(tally)
 }

@@ -136,13 +136,31 @@ fn bad(why: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why.to_string())
 }
 
-/// Event data: `seq=N ` then `x` up to `size` bytes.
-pub fn event_data(seq: u64, size: usize) -> Vec<u8> {
-    let mut data = format!("seq={seq} ").into_bytes();
+/// Digits of the `t=` stamp, fixed so that requests built in advance (a
+/// pipelined burst) are stamped in place just before they are sent.
+pub const STAMP_DIGITS: usize = 20;
+
+/// Event data: `seq=N t=T ` (`T`: `sent_ns`, the monotonic clock when its
+/// request is sent, in 20 digits) then `x` up to `size` bytes.
+pub fn event_data(seq: u64, sent_ns: u64, size: usize) -> Vec<u8> {
+    let mut data = format!("seq={seq} t={sent_ns:0STAMP_DIGITS$} ").into_bytes();
     if data.len() < size {
         data.resize(size, b'x');
     }
     data
+}
+
+/// Where the stamp's digits start in the data of event `seq`.
+pub fn stamp_offset(seq: u64) -> usize {
+    format!("seq={seq} t=").len()
+}
+
+/// Overwrites the stamp whose digits start at `at` in `bytes`.
+pub fn restamp(bytes: &mut [u8], at: usize, sent_ns: u64) {
+    let digits = format!("{sent_ns:0STAMP_DIGITS$}");
+    if let Some(spot) = bytes.get_mut(at..at + STAMP_DIGITS) {
+        spot.copy_from_slice(digits.as_bytes());
+    }
 }
 
 #[cfg(test)]
@@ -150,8 +168,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn data_is_padded_to_size() {
-        assert_eq!(event_data(17, 12), b"seq=17 xxxxx");
-        assert_eq!(event_data(123456, 4), b"seq=123456 ");
+    fn data_is_stamped_and_padded_to_size() {
+        assert_eq!(event_data(17, 5, 34), b"seq=17 t=00000000000000000005 xxxx");
+        assert_eq!(event_data(1, 42, 4), b"seq=1 t=00000000000000000042 ");
+        let mut data = event_data(123, 0, 64);
+        restamp(&mut data, stamp_offset(123), 987);
+        assert_eq!(data, event_data(123, 987, 64));
     }
 }

@@ -1,6 +1,12 @@
 //! One subscriber's stream, reduced to what the load tool measures: the
-//! `seq=N` that starts the first `data:` line of each event, reported
-//! when the event is dispatched (on its blank line).
+//! `seq=N t=T` that starts the first `data:` line of each event (its
+//! sequence number, and when its publish request was sent, in ns of the
+//! machine's monotonic clock), reported when the event is dispatched (on
+//! its blank line).
+//!
+//! The send time travels in the event so that a subscriber in another
+//! process (`--workers`) times it as well as one in the publisher's:
+//! `CLOCK_MONOTONIC` is one clock for every process of a machine.
 //!
 //! The bytes are parsed by the testkit's [`Parser`] (response head,
 //! chunked or close-delimited body, WHATWG lines), through its borrowed
@@ -11,14 +17,22 @@
 
 use ssed_testkit::sse::{Item, Line, Parser, Phase, StreamError};
 
-/// One subscriber's parser state: the testkit's parser and eight bytes.
+/// One subscriber's parser state: the testkit's parser and sixteen bytes.
 #[derive(Debug, Default)]
 pub struct StreamParser {
     parser: Parser,
     /// The `200` head arrived.
     head: bool,
-    /// The `seq=` of the event being read (0: none yet).
-    current: u64,
+    /// The `seq=` and `t=` of the event being read (seq 0: none yet).
+    current: Stamp,
+}
+
+/// What an event's data starts with: `seq=N t=T`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub seq: u64,
+    /// When its publish request was sent (0: not said).
+    pub sent_ns: u64,
 }
 
 impl StreamParser {
@@ -35,10 +49,10 @@ impl StreamParser {
         self.parser.phase() == Phase::Ended
     }
 
-    /// Feeds bytes from the socket; `event(seq)` is called for each event
+    /// Feeds bytes from the socket; `event(stamp)` is called for each event
     /// with a sequence number, as it is dispatched. An error means the
     /// stream is unusable: refused ([`StreamError::is_refusal`]) or broken.
-    pub fn feed(&mut self, data: &[u8], event: &mut impl FnMut(u64)) -> Result<(), StreamError> {
+    pub fn feed(&mut self, data: &[u8], event: &mut impl FnMut(Stamp)) -> Result<(), StreamError> {
         let StreamParser {
             parser,
             head,
@@ -46,8 +60,8 @@ impl StreamParser {
         } = self;
         parser.feed(data, &mut |item| match item {
             Item::Head(_) => *head = true,
-            Item::Line(Line::Blank) if *current != 0 => event(std::mem::take(current)),
-            Item::Line(Line::Field { name: b"data", value }) if *current == 0 => *current = seq(value),
+            Item::Line(Line::Blank) if current.seq != 0 => event(std::mem::take(current)),
+            Item::Line(Line::Field { name: b"data", value }) if current.seq == 0 => *current = stamp(value),
             Item::Line(_) | Item::End => {}
         })?;
         Ok(())
@@ -59,17 +73,24 @@ impl StreamParser {
     }
 }
 
-/// `N` from data starting `seq=N`; 0 for any other data.
-fn seq(value: &[u8]) -> u64 {
-    let Some(digits) = value.strip_prefix(b"seq=") else {
-        return 0;
+/// `N` and `T` from data starting `seq=N t=T`; `T` 0 when it is not
+/// there, and `N` 0 for any other data.
+fn stamp(value: &[u8]) -> Stamp {
+    let Some(rest) = value.strip_prefix(b"seq=") else {
+        return Stamp::default();
     };
-    digits
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .fold(0u64, |seq, &b| {
-            seq.saturating_mul(10).saturating_add(u64::from(b - b'0'))
-        })
+    let (seq, rest) = number(rest);
+    let sent_ns = rest.strip_prefix(b" t=").map_or(0, |rest| number(rest).0);
+    Stamp { seq, sent_ns }
+}
+
+/// The decimal number `text` starts with (0 for none), and what follows.
+fn number(text: &[u8]) -> (u64, &[u8]) {
+    let (digits, rest) = text.split_at(text.iter().take_while(|b| b.is_ascii_digit()).count());
+    let value = digits.iter().fold(0u64, |n, &b| {
+        n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+    });
+    (value, rest)
 }
 
 #[cfg(test)]
@@ -80,7 +101,7 @@ mod tests {
         let mut parser = StreamParser::new();
         let mut got = Vec::new();
         for piece in input.chunks(split.max(1)) {
-            if let Err(e) = parser.feed(piece, &mut |seq| got.push(seq)) {
+            if let Err(e) = parser.feed(piece, &mut |stamp| got.push(stamp.seq)) {
                 return (got, parser, Some(e));
             }
         }
@@ -94,7 +115,7 @@ mod tests {
                 .to_vec();
         for body in [
             "retry: 3000\n\nevent: connected\ndata: {\"client\":1}\n\n".to_string(),
-            "id: 99\ndata: seq=1 xxxx\n\n".to_string(),
+            "id: 99\ndata: seq=1 t=00000000000000012345 xxxx\n\n".to_string(),
             ": ping\n\n".to_string(),
             "id: 100\nevent: x\ndata: seq=2 yy\r\ndata: seq=77\n\nid: 101\ndata: seq=3\n\n".to_string(),
         ] {
@@ -113,6 +134,21 @@ mod tests {
         let input = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n:\r\n\r\nid: 5:0\r\ndata:seq=41 pad\r\n\r\ndata: seq=42\n\n";
         for split in 1..input.len() {
             assert_eq!(run(input, split).0, vec![41, 42]);
+        }
+    }
+
+    #[test]
+    fn stamps() {
+        let cases: [(&[u8], u64, u64); 6] = [
+            (b"seq=7 t=00000000000000012345 xx", 7, 12345),
+            (b"seq=7 t=99", 7, 99),
+            (b"seq=7 xxxx", 7, 0),
+            (b"seq=7", 7, 0),
+            (b"seq=99999999999999999999999 t=1", u64::MAX, 1),
+            (b"hello", 0, 0),
+        ];
+        for (data, seq, sent_ns) in cases {
+            assert_eq!(stamp(data), Stamp { seq, sent_ns }, "{data:?}");
         }
     }
 

@@ -1,35 +1,35 @@
 //! The subscriber side: one `mio` loop per thread holding its share of the
 //! subscribers, connecting them within a window, then reading every event
-//! and timing it against the moment its publish request was sent.
+//! and timing it against the send time stamped in it (`stream.rs`).
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::stream::StreamParser;
+use crate::histogram::Histogram;
+use crate::socket;
+use crate::stream::{Stamp, StreamParser};
 
 /// Phases whose events are timed. Sequence numbers are laid out in advance:
 /// singles first, then the pipelined burst, then the sequential one.
 pub const PHASES: usize = 3;
 pub const PHASE_NAMES: [&str; PHASES] = ["single", "pipelined", "sequential"];
 
-/// What the subscriber threads and the publisher share.
+/// What the subscriber threads and the publisher share. With `--workers`,
+/// the parent's copy is kept up to date from its workers' status lines
+/// (`worker.rs`), so the phases read it the same way either way.
 #[derive(Debug)]
 pub struct Shared {
-    pub base: Instant,
-    /// When each seq's publish request was sent, in ns since `base` (0: not yet).
-    pub sent_ns: Vec<AtomicU64>,
     /// First seq of each phase; `phase_start[PHASES]` is one past the last seq.
     pub phase_start: [u64; PHASES + 1],
     /// Events received (not counting duplicates), per phase.
     pub delivered: [AtomicU64; PHASES],
-    /// Latest receive time per phase, ns since `base`.
+    /// Latest receive time per phase, in [`now_ns`].
     pub last_ns: [AtomicU64; PHASES],
     /// Subscribers whose response head arrived.
     pub heads: AtomicUsize,
@@ -37,7 +37,7 @@ pub struct Shared {
     pub failed: AtomicUsize,
     /// Subscribers that lost their stream after the head.
     pub dropped: AtomicUsize,
-    /// When the last head arrived, ns since `base`.
+    /// When the last head arrived, in [`now_ns`].
     pub last_head_ns: AtomicU64,
     pub stop: AtomicBool,
 }
@@ -52,8 +52,6 @@ impl Shared {
             first + (singles + burst + seq_burst) as u64,
         ];
         Shared {
-            base: Instant::now(),
-            sent_ns: (0..phase_start[PHASES]).map(|_| AtomicU64::new(0)).collect(),
             phase_start,
             delivered: Default::default(),
             last_ns: Default::default(),
@@ -65,32 +63,66 @@ impl Shared {
         }
     }
 
-    pub fn now_ns(&self) -> u64 {
-        self.base.elapsed().as_nanos() as u64
-    }
-
     pub fn phase_of(&self, seq: u64) -> Option<usize> {
         (0..PHASES).find(|&p| seq >= self.phase_start[p] && seq < self.phase_start[p + 1])
     }
 }
 
+/// The machine's monotonic clock (`CLOCK_MONOTONIC`), in ns: one clock for
+/// every process, so a time stamped by the publisher in one process is
+/// compared with a receive time in another (`--workers`).
+pub fn now_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass and nothing else;
+    // CLOCK_MONOTONIC exists on every Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    (now.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(now.tv_nsec as u64)
+}
+
 /// How one thread's subscribers are to connect.
+///
+/// Subscriber `i` (counted over the whole run, all threads and workers)
+/// connects to `targets[i % T]` from source address `(i / T) % K` (`T`
+/// targets, `K` sources): every target gets every source address, and
+/// each (source, target) pair about `N / (T * K)` subscribers, each of
+/// which needs an ephemeral port of that pair.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub target: SocketAddr,
-    pub request: Vec<u8>,
+    pub targets: Arc<[SocketAddr]>,
+    /// The request for each target (its `Host` differs).
+    pub requests: Arc<[Vec<u8>]>,
     pub count: usize,
-    /// Index of this thread's first subscriber among all (for spreading).
+    /// Index of this thread's first subscriber among all.
     pub first_index: usize,
     pub sources: usize,
     pub window: usize,
 }
 
-/// What a thread hands back when stopped.
+impl Plan {
+    /// Which target subscriber `index` (among all) connects to.
+    pub fn target_of(&self, index: usize) -> usize {
+        index % self.targets.len().max(1)
+    }
+
+    /// Its source address, if spread.
+    fn source_of(&self, index: usize) -> Option<Ipv4Addr> {
+        let k = self.sources;
+        (k > 0).then(|| Ipv4Addr::new(127, 0, 0, 2 + (index / self.targets.len().max(1) % k) as u8))
+    }
+}
+
+/// What a thread (or a worker process) hands back when stopped.
 #[derive(Debug, Default)]
 pub struct Report {
     /// Latency in µs of every first delivery, per phase.
-    pub latencies_us: [Vec<u32>; PHASES],
+    pub latencies_us: [Histogram; PHASES],
+    /// Subscribers that got their head, per target.
+    pub heads_by_target: Vec<usize>,
     /// Per subscriber that got its head: highest seq seen, events missed
     /// inside the sequence (gaps), duplicates.
     pub last_seq: Vec<u64>,
@@ -98,6 +130,31 @@ pub struct Report {
     pub duplicates: Vec<u64>,
     /// Distinct reasons subscribers failed, with a count.
     pub errors: Vec<(String, usize)>,
+    /// Workers whose report did not arrive whole (they died): their
+    /// subscribers are not in the lists above, so the run is not clean.
+    pub incomplete: usize,
+}
+
+impl Report {
+    /// Adds another thread's or worker's report to this one.
+    pub fn merge(&mut self, other: Report) {
+        for (mine, theirs) in self.latencies_us.iter_mut().zip(&other.latencies_us) {
+            mine.merge(theirs);
+        }
+        if self.heads_by_target.len() < other.heads_by_target.len() {
+            self.heads_by_target.resize(other.heads_by_target.len(), 0);
+        }
+        for (mine, theirs) in self.heads_by_target.iter_mut().zip(&other.heads_by_target) {
+            *mine += theirs;
+        }
+        self.last_seq.extend(other.last_seq);
+        self.gaps.extend(other.gaps);
+        self.duplicates.extend(other.duplicates);
+        for (why, n) in other.errors {
+            note_n(&mut self.errors, why, n);
+        }
+        self.incomplete += other.incomplete;
+    }
 }
 
 struct Sub {
@@ -110,86 +167,15 @@ struct Sub {
     duplicates: u64,
 }
 
-/// Opens a non-blocking socket bound to `source` (port chosen at connect
-/// time, so source ports are not reserved per address at bind) and starts
-/// connecting.
-fn start_connect(target: SocketAddr, source: Option<Ipv4Addr>) -> io::Result<TcpStream> {
-    let SocketAddr::V4(_) = target else {
-        let std = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(5))?;
-        std.set_nonblocking(true)?;
-        return Ok(TcpStream::from_std(std));
-    };
-    // SAFETY: plain socket calls on a descriptor we create and own; it is
-    // handed to TcpStream (which closes it) before any early return after
-    // creation, except the explicit close on error below.
-    unsafe {
-        let fd = libc::socket(
-            libc::AF_INET,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        );
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let stream = std::net::TcpStream::from_raw_fd(fd);
-        if let Some(ip) = source {
-            let one: libc::c_int = 1;
-            libc::setsockopt(
-                fd,
-                libc::IPPROTO_IP,
-                libc::IP_BIND_ADDRESS_NO_PORT,
-                &one as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-            let addr = sockaddr(SocketAddr::new(ip.into(), 0));
-            if libc::bind(
-                fd,
-                &addr as *const libc::sockaddr_in as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        let addr = sockaddr(target);
-        if libc::connect(
-            fd,
-            &addr as *const libc::sockaddr_in as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        ) != 0
-        {
-            let error = io::Error::last_os_error();
-            if error.raw_os_error() != Some(libc::EINPROGRESS) {
-                return Err(error);
-            }
-        }
-        Ok(TcpStream::from_std(stream))
-    }
-}
-
-fn sockaddr(addr: SocketAddr) -> libc::sockaddr_in {
-    let SocketAddr::V4(v4) = addr else {
-        unreachable!("IPv4 only")
-    };
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: v4.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*v4.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
-}
-
-/// The `k`-th source address: 127.0.0.2, 127.0.0.3, ...
-fn source_for(index: usize, sources: usize) -> Option<Ipv4Addr> {
-    (sources > 0).then(|| Ipv4Addr::new(127, 0, 0, 2 + (index % sources) as u8))
-}
-
 fn note(errors: &mut Vec<(String, usize)>, why: String) {
+    note_n(errors, why, 1);
+}
+
+/// Counts `n` more failures for `why`.
+pub fn note_n(errors: &mut Vec<(String, usize)>, why: String, n: usize) {
     match errors.iter_mut().find(|(w, _)| *w == why) {
-        Some((_, n)) => *n += 1,
-        None => errors.push((why, 1)),
+        Some((_, count)) => *count += n,
+        None => errors.push((why, n)),
     }
 }
 
@@ -205,6 +191,11 @@ pub fn run(plan: Plan, shared: Arc<Shared>) -> Report {
         }
     };
     let mut events = Events::with_capacity(4096);
+    if plan.targets.is_empty() {
+        note(&mut report.errors, "no target".into());
+        shared.failed.fetch_add(plan.count, Ordering::SeqCst);
+        return report;
+    }
     let mut subs: Vec<Sub> = Vec::with_capacity(plan.count);
     let mut in_flight = 0usize;
     let mut buf = vec![0u8; 256 * 1024];
@@ -216,12 +207,12 @@ pub fn run(plan: Plan, shared: Arc<Shared>) -> Report {
         while subs.len() < planned && in_flight < plan.window {
             let index = plan.first_index + subs.len();
             let token = Token(subs.len());
-            let result =
-                start_connect(plan.target, source_for(index, plan.sources)).and_then(|mut stream| {
-                    poll.registry()
-                        .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
-                    Ok(stream)
-                });
+            let target = plan.targets[plan.target_of(index)];
+            let result = socket::start_connect(target, plan.source_of(index)).and_then(|mut stream| {
+                poll.registry()
+                    .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+                Ok(stream)
+            });
             match result {
                 Ok(stream) => {
                     subs.push(Sub {
@@ -261,13 +252,22 @@ pub fn run(plan: Plan, shared: Arc<Shared>) -> Report {
                 continue;
             }
             let was_pending = !sub.parser.has_head();
-            let outcome = service(sub, &plan, &shared, &mut buf, &mut local, &mut report.errors);
+            let global = plan.first_index + index;
+            let outcome = service(
+                sub,
+                global,
+                &plan,
+                &shared,
+                &mut buf,
+                &mut local,
+                &mut report.errors,
+            );
             match outcome {
                 Outcome::Ok => {
                     if was_pending && sub.parser.has_head() {
                         in_flight -= 1;
+                        shared.last_head_ns.fetch_max(now_ns(), Ordering::SeqCst);
                         shared.heads.fetch_add(1, Ordering::SeqCst);
-                        shared.last_head_ns.fetch_max(shared.now_ns(), Ordering::SeqCst);
                     }
                 }
                 Outcome::Dead => {
@@ -286,8 +286,10 @@ pub fn run(plan: Plan, shared: Arc<Shared>) -> Report {
     }
     local.publish(&shared);
     report.latencies_us = local.latencies_us;
-    for sub in &subs {
+    report.heads_by_target = vec![0; plan.targets.len()];
+    for (i, sub) in subs.iter().enumerate() {
         if sub.parser.has_head() {
+            report.heads_by_target[plan.target_of(plan.first_index + i)] += 1;
             report.last_seq.push(sub.last_seq);
             report.gaps.push(sub.gaps);
             report.duplicates.push(sub.duplicates);
@@ -299,17 +301,19 @@ pub fn run(plan: Plan, shared: Arc<Shared>) -> Report {
 /// Per-thread tallies, handed to the shared counters after each socket.
 #[derive(Default)]
 struct Local {
-    latencies_us: [Vec<u32>; PHASES],
+    latencies_us: [Histogram; PHASES],
     delivered: [u64; PHASES],
     last_ns: [u64; PHASES],
 }
 
 impl Local {
+    /// The time first, then the count: a phase that sees its count reached
+    /// reads a time at least as late as the deliveries counted.
     fn publish(&mut self, shared: &Shared) {
         for phase in 0..PHASES {
             if self.delivered[phase] > 0 {
-                shared.delivered[phase].fetch_add(self.delivered[phase], Ordering::SeqCst);
                 shared.last_ns[phase].fetch_max(self.last_ns[phase], Ordering::SeqCst);
+                shared.delivered[phase].fetch_add(self.delivered[phase], Ordering::SeqCst);
                 self.delivered[phase] = 0;
             }
         }
@@ -321,8 +325,11 @@ enum Outcome {
     Dead,
 }
 
+/// Connects, requests, then reads subscriber `index` (among all) until
+/// its socket has nothing more to give.
 fn service(
     sub: &mut Sub,
+    index: usize,
     plan: &Plan,
     shared: &Shared,
     buf: &mut [u8],
@@ -346,8 +353,9 @@ fn service(
             }
         }
         // The request is small: one write takes it on a fresh socket.
-        match sub.stream.write(&plan.request) {
-            Ok(n) if n == plan.request.len() => sub.connected = true,
+        let request = &plan.requests[plan.target_of(index)];
+        match sub.stream.write(request) {
+            Ok(n) if n == request.len() => sub.connected = true,
             Ok(_) => {
                 note(errors, "request: short write".into());
                 return Outcome::Dead;
@@ -373,7 +381,7 @@ fn service(
                 return Outcome::Dead;
             }
             Ok(n) => {
-                let now = shared.now_ns();
+                let now = now_ns();
                 let Sub {
                     parser,
                     last_seq,
@@ -381,7 +389,7 @@ fn service(
                     duplicates,
                     ..
                 } = sub;
-                let fed = parser.feed(&buf[..n], &mut |seq| {
+                let fed = parser.feed(&buf[..n], &mut |Stamp { seq, sent_ns }| {
                     if seq <= *last_seq {
                         *duplicates += 1;
                         return;
@@ -393,11 +401,12 @@ fn service(
                     let Some(phase) = shared.phase_of(seq) else {
                         return;
                     };
-                    let sent = shared.sent_ns[seq as usize].load(Ordering::Acquire);
                     local.delivered[phase] += 1;
                     local.last_ns[phase] = local.last_ns[phase].max(now);
-                    let micros = now.saturating_sub(sent) / 1000;
-                    local.latencies_us[phase].push(micros.min(u32::MAX as u64) as u32);
+                    if sent_ns > 0 {
+                        let micros = now.saturating_sub(sent_ns) / 1000;
+                        local.latencies_us[phase].record(micros.min(u32::MAX as u64) as u32);
+                    }
                 });
                 if let Err(why) = fed {
                     let what = if why.is_refusal() { "refused" } else { "bad stream" };
