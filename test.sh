@@ -45,6 +45,9 @@ redis-server --version
 step "cargo test --test bus -- --ignored (real Redis, real ssed processes)"
 cargo test --test bus -- --ignored
 
+step "deploy/check.sh (the units, the nginx files, redis.conf on a real redis-server)"
+bash deploy/check.sh
+
 step "soak: 20 s of publishers, subscribers and garbage at once (tools/soak)"
 cargo build --quiet --bin ssed
 cargo run --quiet -p ssed-soak -- --bin target/debug/ssed --duration 20
