@@ -45,9 +45,6 @@ redis-server --version
 step "cargo test --test bus -- --ignored (real Redis, real ssed processes)"
 cargo test --test bus -- --ignored
 
-step "deploy/check.sh (the units, the nginx files, redis.conf on a real redis-server)"
-bash deploy/check.sh
-
 step "soak: 20 s of publishers, subscribers and garbage at once (tools/soak)"
 cargo build --quiet --bin ssed
 cargo run --quiet -p ssed-soak -- --bin target/debug/ssed --duration 20
@@ -59,5 +56,9 @@ if [ -x tests/e2e/run.sh ]; then
   step "end-to-end tests (tests/e2e/run.sh)"
   tests/e2e/run.sh
 fi
+
+# After the end-to-end tests, which install nginx: nginx -t needs it.
+step "deploy/check.sh (the units, the nginx files, redis.conf on a real redis-server)"
+bash deploy/check.sh
 
 step "all checks passed"
