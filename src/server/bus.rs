@@ -24,9 +24,9 @@
 //! its wait runs out.
 
 mod socket;
+mod state;
 mod waiters;
 
-use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -34,16 +34,15 @@ use log::{debug, info, warn};
 use mio::{Interest, Token};
 
 use super::{Server, MAX_LISTENERS};
-use crate::bus::link::{LinkStatus, PublishEvent, Publisher, Settings, Tail, TailEvent};
+use crate::bus::link::{PublishEvent, TailEvent};
 use crate::clock::Now;
-use crate::config::{BusAddr, Config};
 use crate::conn::Phase;
 use crate::frame::Frame;
-use crate::stats::BusFigures;
 use crate::trace::{self, Direction};
 use socket::Socket;
+pub(super) use state::Bus;
+use state::Wire;
 use std::rc::Rc;
-pub(super) use waiters::{Parked, Waiter};
 
 /// The command connection's token (listeners take `0..MAX_LISTENERS`, then
 /// the signal pipe and the waker).
@@ -67,147 +66,6 @@ pub(super) const PARK_WAIT: Duration = Duration::from_secs(3);
 const READ_CHUNK: usize = 64 * 1024;
 /// How long a stream waits for an id while the tail is down.
 pub(super) const PARK_OUTAGE: Duration = Duration::from_secs(30);
-
-/// One socket to Redis and what waits to be written to it.
-#[derive(Debug, Default)]
-struct Wire {
-    socket: Option<Socket>,
-    /// Written when the socket takes it; the handshake goes first.
-    out: Vec<u8>,
-    /// The connect has not finished.
-    connecting: bool,
-    /// When the connect began, or Redis last sent something.
-    heard: Option<Instant>,
-}
-
-/// Both connections and who waits on them.
-#[derive(Debug)]
-pub(super) struct Bus {
-    addr: BusAddr,
-    publisher: Publisher,
-    tail: Tail,
-    commands: Wire,
-    tailing: Wire,
-    /// Requests waiting for a reply on the command connection, by token.
-    pub(super) waiters: HashMap<u64, Waiter>,
-    next_token: u64,
-    /// Streams waiting for the history or for a newer id.
-    pub(super) parked: Vec<Parked>,
-    /// From Redis adding the last event read to its delivery here.
-    lag_ms: Option<u64>,
-    /// Where both connections' reads land.
-    buffer: Box<[u8]>,
-}
-
-impl Bus {
-    /// The bus of `config`, if it has one: both links disconnected, their
-    /// first attempts due now.
-    pub(super) fn of(config: &Config, now: Instant) -> Option<Bus> {
-        let addr = config.bus.clone()?;
-        let db = match &addr {
-            BusAddr::Tcp { db, .. } | BusAddr::Unix { db, .. } => u64::from(*db),
-        };
-        let settings = Settings {
-            stream: format!("{}:log", config.bus_key).into_bytes(),
-            db,
-            retention: config.bus_retention,
-            history: config.history,
-            count: READ_COUNT,
-            block_ms: BLOCK_MS,
-        };
-        let seed = u64::from(std::process::id())
-            ^ std::time::SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-        Some(Bus {
-            addr,
-            publisher: Publisher::new(&settings, seed, now),
-            tail: Tail::new(&settings, seed.rotate_left(17), now),
-            commands: Wire::default(),
-            tailing: Wire::default(),
-            waiters: HashMap::new(),
-            next_token: 1,
-            parked: Vec::new(),
-            lag_ms: None,
-            buffer: vec![0; READ_CHUNK].into_boxed_slice(),
-        })
-    }
-
-    /// A token no waiter holds.
-    pub(super) fn token(&mut self) -> u64 {
-        self.next_token += 1;
-        self.next_token
-    }
-
-    /// The tail is connected and reading.
-    pub(super) fn tail_ready(&self) -> bool {
-        self.tail.link().is_ready()
-    }
-
-    /// Publishes can be sent now: connected, and Redis reads what it is
-    /// sent.
-    pub(super) fn accepts_publishes(&self) -> bool {
-        self.publisher.link().is_ready() && self.commands.out.len() <= waiters::MOST_UNSENT
-    }
-
-    /// The command connection.
-    pub(super) fn publisher(&mut self) -> (&mut Publisher, &mut Vec<u8>) {
-        (&mut self.publisher, &mut self.commands.out)
-    }
-
-    /// What `/stats`, `/metrics` and `/healthz` show.
-    fn figures(&self) -> BusFigures {
-        let (commands, tail) = (
-            LinkStatus::of(self.publisher.link()),
-            LinkStatus::of(self.tail.link()),
-        );
-        BusFigures {
-            connected: commands.connected && tail.connected,
-            reconnects: commands.reconnects + tail.reconnects,
-            last_id: self.tail.last_id(),
-            lag_ms: self.lag_ms,
-            round_trip_us: self.publisher.last_round_trip().map(|rtt| rtt.as_micros() as u64),
-        }
-    }
-
-    /// Seconds until the command connection tries again: `Retry-After`.
-    pub(super) fn retry_after(&self, now: Instant) -> u64 {
-        let at = self.publisher.link().retry_at().unwrap_or(now);
-        at.saturating_duration_since(now).as_secs().clamp(1, 30)
-    }
-
-    /// When the command connection counts as dead if Redis stays silent:
-    /// a connect or handshake, or the oldest command, unanswered for
-    /// [`REPLY_TIMEOUT`].
-    fn commands_deadline(&self) -> Option<Instant> {
-        self.commands.socket.as_ref()?;
-        match self.publisher.link().is_ready() {
-            true => self.publisher.oldest_sent().map(|at| at + REPLY_TIMEOUT),
-            false => self.commands.heard.map(|at| at + REPLY_TIMEOUT),
-        }
-    }
-
-    /// When the tailing connection counts as dead if Redis stays silent:
-    /// its handshake unanswered, or its reads silent past their `BLOCK`.
-    fn tail_deadline(&self) -> Option<Instant> {
-        self.tailing.socket.as_ref()?;
-        let allowed = if self.tail.link().is_ready() {
-            TAIL_SILENCE
-        } else {
-            REPLY_TIMEOUT
-        };
-        self.tailing.heard.map(|at| at + allowed)
-    }
-
-    /// The nearest moment something is due: a reconnect, a reply's or the
-    /// tail's deadline, a parked stream's wait.
-    pub(super) fn deadline(&self) -> Option<Instant> {
-        let retries = [self.publisher.link().retry_at(), self.tail.link().retry_at()];
-        let silent = [self.commands_deadline(), self.tail_deadline()];
-        let parked = self.parked.iter().map(|parked| parked.deadline).min();
-        retries.into_iter().chain(silent).chain([parked]).flatten().min()
-    }
-}
 
 impl Server {
     /// A bus socket is ready: finish its connect, read what came, write
