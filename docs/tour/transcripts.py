@@ -17,6 +17,7 @@ import argparse
 import difflib
 import os
 import re
+import signal
 import sys
 import tempfile
 
@@ -37,7 +38,15 @@ def fenced(text):
     return "```text\n" + text + "```\n"
 
 
+def stop(signum, _frame):
+    """SIGTERM and SIGHUP unwind like Ctrl-C does, so that every scenario's
+    `finally` kills its ssed."""
+    raise SystemExit(128 + signum)
+
+
 def main():
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bin", required=True, help="the ssed binary")
     parser.add_argument("--check", action="store_true", help="compare, change nothing, fail on any difference")

@@ -15,6 +15,7 @@ heartbeat, a shutdown) can never slip in by luck of timing.
 """
 
 import codecs
+import ctypes
 import json
 import os
 import re
@@ -54,16 +55,21 @@ class Server:
                 stdout=subprocess.DEVNULL,
                 stderr=log,
                 env=env,
+                preexec_fn=die_with_parent,
             )
         self._log = open(self.log_path, "rb")
         self._partial = b""
         self.lines = []  # normalized log lines, in order
         self.cursor = 0  # the next line a wait looks at
         self.mark = -1  # the last line a wait reached
-        found = self.wait(r"^\[info\] listening on http://127\.0\.0\.1:(\d+)$")
-        self.port = int(found.group(1))
-        if stdin:
-            self.wait(r"^\[info\] publishing each line of standard input")
+        try:
+            found = self.wait(r"^\[info\] listening on http://127\.0\.0\.1:(\d+)$")
+            self.port = int(found.group(1))
+            if stdin:
+                self.wait(r"^\[info\] publishing each line of standard input")
+        except BaseException:
+            self.stop()
+            raise
 
     def command(self):
         return "RUST_LOG=ssed=debug ssed " + " ".join(self.args)
@@ -124,6 +130,15 @@ class Server:
             if self.proc.stdin:
                 self.proc.stdin.close()
             self._log.close()
+
+
+def die_with_parent():
+    """In the child, before exec: on Linux, the kernel kills ssed if the
+    script dies, however it dies (PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
 
 
 def normalize(raw):
