@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check CI runs, in the order CI runs them:
-#   formatting, lints, docs, unit + integration tests, then the end-to-end
-#   suite (real browsers, client libraries and nginx; see tests/e2e/).
+#   formatting, lints, docs, unit + integration tests, the tour's
+#   transcripts (docs/tour/), a soak, then the end-to-end suite (real
+#   browsers, client libraries and nginx; see tests/e2e/).
 # Installs what a fresh machine lacks. Safe to run again and again.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -44,6 +45,16 @@ redis-server --version
 
 step "cargo test --test bus -- --ignored (real Redis, real ssed processes)"
 cargo test --test bus -- --ignored
+
+# The tour's transcripts are real exchanges with this ssed: re-run, and
+# compared with what the chapters show (a diff, and a failure, on drift).
+step "tour transcripts (docs/tour/transcripts.sh --check)"
+if ! command -v python3 >/dev/null 2>&1; then
+  as_root=""
+  [ "$(id -u)" -eq 0 ] || as_root="sudo"
+  $as_root apt-get update -qq && $as_root apt-get install -y -qq python3 >/dev/null
+fi
+docs/tour/transcripts.sh --check
 
 step "soak: 20 s of publishers, subscribers and garbage at once (tools/soak)"
 cargo build --quiet --bin ssed
