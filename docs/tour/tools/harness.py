@@ -33,7 +33,7 @@ POLL = 0.002
 # machine to machine.
 DROPPED = [re.compile(r"^\[info\] open-file limit")]
 
-TRACE = re.compile(r"^\[\S+ INFO  ssed::trace\]\s+[\d.]+ ms (#\d+ .*)$")
+TRACE = re.compile(r"^\[\S+ INFO  ssed::trace\]\s+[\d.]+ ms ((?:#\d+|redis/\w+) .*)$")
 LOG = re.compile(r"^\[\S+ (\w+)\s+ssed[\w:]*\] (.*)$")
 
 
@@ -108,6 +108,27 @@ class Server:
                 raise TourError(f"no log line {what or pattern!r} within {DEADLINE} s; last lines:\n  {tail}")
             time.sleep(POLL)
 
+    def wait_all(self, patterns, what=None):
+        """Waits until each of `patterns` matches some line after the last
+        one a wait reached, in whatever order they come (lines of two
+        sockets that race, such as ssed's two connections to Redis), and
+        moves past the last of them."""
+        regexes = [re.compile(p) for p in patterns]
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            self._read_new()
+            found = []
+            for regex in regexes:
+                index = next((i for i in range(self.cursor, len(self.lines)) if regex.search(self.lines[i])), None)
+                found.append(index)
+            if all(index is not None for index in found):
+                self.cursor = max(found) + 1
+                self.mark = max(self.mark, max(found))
+                return
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise TourError(f"no log lines {what or patterns!r} within {DEADLINE} s")
+            time.sleep(POLL)
+
     def seen(self, pattern):
         """Whether some line not yet reached by a wait matches (no waiting)."""
         self._read_new()
@@ -130,6 +151,46 @@ class Server:
             if self.proc.stdin:
                 self.proc.stdin.close()
             self._log.close()
+
+
+class Redis:
+    """A throwaway redis-server for the bus's chapter: a Unix socket in the
+    scenario's own directory, no persistence, killed when the scenario
+    ends."""
+
+    def __init__(self, workdir):
+        self.socket = os.path.join(workdir, "redis.sock")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", "0", "--unixsocket", self.socket, "--dir", workdir,
+             "--save", "", "--appendonly", "no", "--logfile", os.path.join(workdir, "redis.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
+        deadline = time.monotonic() + DEADLINE
+        while not self._pong():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise TourError("redis-server did not answer PING")
+            time.sleep(0.01)
+
+    def url(self):
+        return "redis+unix://" + self.socket
+
+    def _pong(self):
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(1)
+                probe.connect(self.socket)
+                probe.sendall(b"PING\r\n")
+                return probe.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=DEADLINE)
 
 
 def die_with_parent():

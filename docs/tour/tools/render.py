@@ -9,6 +9,8 @@ chunk size in a transcript stays true:
 - event ids, which start at the server's start time in microseconds: each
   shown as 1700000000000000 plus its place in the run's sequence
   (the run's first id is 1700000000000000, the next ...001, and so on);
+- stream ids of the bus (`<ms>-<seq>`, Redis' clock): each distinct `<ms>`
+  shown as 1700000000000 plus its place among them, the `<seq>` as it is;
 - client ports (`127.0.0.1:PORT`);
 - what a scenario names (a random `retry:`, a token's `exp`).
 
@@ -25,7 +27,9 @@ ID = re.compile(r"(?<!\d)(\d{16})(?!\d)")
 FIRST_ID = 1700000000000000
 # One escaped byte, as `trace::escape` writes it.
 TOKEN = re.compile(r'\\x[0-9a-f]{2}|\\[rnt"\\]|.', re.S)
-BYTES = re.compile(r'^(#\d+ [<>] \d+ B ")(.*)"$', re.S)
+BYTES = re.compile(r'^((?:#\d+|redis/\w+) [<>] \d+ B ")(.*)"$', re.S)
+STREAM_ID = re.compile(r"(?<!\d)(\d{13})-(\d+)(?!\d)")
+FIRST_MS = 1700000000000
 # Longest run of bytes shown on one wrapped line before it is elided.
 LONG = 96
 # Most lines one trace line is shown as before its middle is elided.
@@ -35,7 +39,9 @@ MANY = 40
 def mask(items, first_id, masks_from):
     """Masks every item; `masks_from` adds (from index, regex, text)."""
     out = []
+    stream_ms = {}
     for index, item in enumerate(items):
+        item = STREAM_ID.sub(lambda m: f"{stream_ms.setdefault(m.group(1), FIRST_MS + len(stream_ms))}-{m.group(2)}", item)
         item = DATE.sub(RFC_DATE, item)
         item = PORT.sub("127.0.0.1:PORT", item)
         if first_id is not None:

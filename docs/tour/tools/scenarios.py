@@ -11,7 +11,7 @@ import re
 import signal
 import time
 
-from harness import Client, Server, Stream, TourError, Transcript, http
+from harness import Client, Redis, Server, Stream, TourError, Transcript, http
 
 BROWSER = ("Accept: text/event-stream", "Cache-Control: no-cache")
 JWT_SECRET = "the-tour-secret-is-at-least-32-bytes"
@@ -404,6 +404,85 @@ def tokens(run):
     late.close_after_server()
 
 
+def bus(run):
+    """Chapter 18: one ssed over the bus. A subscriber gets an event that
+    went to Redis and came back; then a client resumes from an id older
+    than this process's history, and the rest comes from Redis (XRANGE).
+
+    ssed's two connections to Redis work at the same time, so their lines
+    interleave differently from run to run: each transcript shows one
+    connection's side (`bus_tail`, `bus_commands`), whose order is fixed."""
+    s = run.server
+    # Start-up: each connection's handshake, the history read by the tail.
+    s.wait_all([r"^\[info\] bus: connected", r"^\[info\] bus: history of"], "both connections up")
+    s.wait_all([r"^redis/tail > .*XREAD"], "the first blocking read")
+    sub = run.stream()
+    pub = run.client()
+    run.published_at = len(run.t.finish())
+    run.sub, run.pub = sub.id, pub.id
+    pub.say("POST /publish?topic=news with 5 bytes of data")
+    pub.send_and_wait_read(http("POST", "/publish?topic=news", body="hello"))
+    s.wait_all([rf"^#{pub.id} > ", rf"^#{sub.id} > ", r"^redis/tail > .*XREAD"], "the answer and the delivery")
+    pub.read_response()
+    sub.expect(1)
+    run.cut = len(run.t.finish())
+    sub.say("goes away")
+    sub.close()
+    s.wait(rf"^\[debug\] #{sub.id} closed: PeerClosed$")
+    ids = []
+    for data in ("two", "three", "four"):
+        status, _, body = run.ask(pub, f"POST /publish?topic=news with {len(data)} bytes of data",
+                                  http("POST", "/publish?topic=news", body=data))
+        ids.append(json.loads(body)["id"])
+    first = sub.parser.last_id
+    back = Stream(s, run.t, "connects again, to a process whose history (--history 2) no longer holds its id")
+    run.clients.append(back)
+    back.subscribe(http("GET", "/events", (*BROWSER, f"Last-Event-ID: {first}")), "GET /events with Last-Event-ID")
+    s.wait(rf"^#{back.id} > ", "the replay")
+    back.open()
+    back.expect(5)
+
+
+def bus_tail(run):
+    """The tail's side: the publisher's answer (which races with the
+    delivery) is the commands' side."""
+    bus(run)
+    cut, after, pub = run.cut, run.published_at, run.pub
+    drop = (r"^redis/commands ", r"^\[info\] bus: connected")
+    run.post = lambda items: side(items[:cut], drop, after, rf"^#{pub} > ")
+
+
+def bus_commands(run):
+    """The commands' side: the subscriber's delivery (which races with the
+    publisher's answer) is the tail's side."""
+    bus(run)
+    after, sub = run.published_at, run.sub
+    drop = (r"^redis/tail ", r"^\[info\] bus: history")
+    run.post = lambda items: side(items, drop, after, rf"^#{sub} > ")
+
+
+def side(items, drop, after, racing):
+    """One connection's side of a bus transcript: the other connection's
+    lines left out, from `after` on also the writes matching `racing`,
+    and an `XREAD` that waited its whole 5 s for nothing (a nil reply and
+    the read after it: how many there are depends on how long the machine
+    took)."""
+    out, skip_next_read = [], False
+    for index, item in enumerate(items):
+        if any(re.search(pattern, item) for pattern in drop):
+            continue
+        if index >= after and re.search(racing, item):
+            continue
+        if item.startswith('redis/tail < 5 B "*-1\\r\\n"'):
+            skip_next_read = True
+            continue
+        if skip_next_read and item.startswith("redis/tail > "):
+            skip_next_read = False
+            continue
+        out.append(item)
+    return out
+
+
 SCENARIOS = {
     "accept": (accept, []),
     "request": (request, []),
@@ -422,6 +501,8 @@ SCENARIOS = {
     "http10": (http10, []),
     "pipeline": (pipeline, []),
     "tokens": (tokens, ["--jwt-secret", JWT_SECRET, "--publish-token", PUBLISH_TOKEN]),
+    "bus-tail": (bus_tail, ["--history", "2", "--bus", "{redis}"]),
+    "bus-commands": (bus_commands, ["--history", "2", "--bus", "{redis}"]),
 }
 
 
@@ -429,7 +510,20 @@ def run_scenario(name, binary, workdir):
     """Runs one scenario; returns (items, first id, masks)."""
     function, args = SCENARIOS[name]
     heartbeat_set = any(a == "--heartbeat" for a in args)
-    run = Run(binary, workdir, [*([] if heartbeat_set else ["--heartbeat", "0"]), *args], stdin="--stdin" in args)
+    redis = Redis(workdir) if "{redis}" in args else None
+    if redis:
+        args = [redis.url() if a == "{redis}" else a for a in args]
+    try:
+        run = Run(binary, workdir, [*([] if heartbeat_set else ["--heartbeat", "0"]), *args], stdin="--stdin" in args)
+    except BaseException:
+        if redis:
+            redis.stop()
+        raise
+    if redis:
+        # Where the socket is differs from run to run; this is where it
+        # would be on a server (deploy/redis.conf).
+        run.t.mask_from_here(re.escape(redis.url()), "redis+unix:///run/redis/redis.sock")
+        run.t.items[0] = run.t.items[0].replace(redis.url(), "redis+unix:///run/redis/redis.sock")
     try:
         function(run)
         return run.finish(), run.first_id, run.t.masks_from
@@ -440,3 +534,5 @@ def run_scenario(name, binary, workdir):
         raise
     finally:
         run.close()
+        if redis:
+            redis.stop()
