@@ -8,10 +8,11 @@
 #       bus2-19k   two ssed with --reuseport over the bus, 19,000 in all
 #       bus2-38k   two ssed with --reuseport over the bus, 38,000 in all
 #                  (one process cannot hold 38,000: its fd limit is 20,000)
-#   tools/load/bus-bench.sh spread N PROCS [WORKERS]
+#   tools/load/bus-bench.sh spread N PROCS [WORKERS [LOAD FLAGS...]]
 #       N subscribers over PROCS ssed processes sharing one port over the
 #       bus, held by WORKERS load-tool processes (default: one per 16,000);
-#       single events only (a burst to 100,000 is 50 M deliveries).
+#       single events only (a burst to 100,000 is 50 M deliveries); more
+#       ssed-load flags after WORKERS (e.g. --singles 3 for a million).
 #
 # Redis runs from deploy/redis.conf (appendonly, fsync always) in a temp
 # dir on a Unix socket. The --pid list includes Redis, so "server CPU per
@@ -114,7 +115,8 @@ case "$MODE" in
     ;;
   spread)
     n=${2:?N}; procs=${3:?PROCS}; workers=${4:-$(((n + 15999) / 16000))}
-    run "spread-$n-over-$procs" "$procs" 1 "$n" "$workers" --burst 0 --seq-burst 0
+    shift $(($# < 4 ? $# : 4))
+    run "spread-$n-over-$procs" "$procs" 1 "$n" "$workers" --burst 0 --seq-burst 0 "$@"
     ;;
   *) echo "usage: $0 compare [ROUNDS] | spread N PROCS [WORKERS]" >&2; exit 2 ;;
 esac
