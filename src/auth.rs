@@ -99,7 +99,7 @@ impl fmt::Display for TokenError {
 impl TokenError {
     fn reason(&self) -> &'static str {
         match self {
-            TokenError::Missing => "a token is needed (Authorization: Bearer, cookie ssed_token, or ?token=)",
+            TokenError::Missing => "a token is needed (Authorization: Bearer, the ssed_token cookie, or the token query parameter)",
             TokenError::TooLarge => "token too large",
             TokenError::Malformed(why) => why,
             TokenError::Algorithm => "token alg must be HS256",
