@@ -176,7 +176,7 @@ fn malformed_heads_get_400_and_close() {
         b"GET / HTTP/2.0\r\n\r\n",
         b"GET / HTTP/1.1 extra\r\n\r\n",
         b"GET / FTP/1.1\r\n\r\n",
-        b"GET http://example.com/ HTTP/1.1\r\n\r\n",
+        b"GET ftp://example.com/ HTTP/1.1\r\n\r\n",
         b"GET example HTTP/1.1\r\n\r\n",
         b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
         b"GET / HTTP/1.1\r\n: no name\r\n\r\n",

@@ -21,6 +21,26 @@
 
 use super::response::Rejection;
 
+/// The path and query of a request target: the target itself in origin
+/// form (`/events?topic=a`), or what follows the authority in absolute
+/// form (`http://example.com/events?topic=a`, which RFC 9112 §3.2.2 says a
+/// server MUST accept; clients send it to proxies). An empty path is `/`
+/// (RFC 9110 §4.2.3). `None` for anything else.
+fn origin_form(target: &str) -> Option<String> {
+    if target.starts_with('/') {
+        return Some(target.to_owned());
+    }
+    let (scheme, rest) = target.split_once("://")?;
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return None;
+    }
+    let after_authority = rest.find(['/', '?']).map_or("", |at| &rest[at..]);
+    match after_authority.starts_with('/') {
+        true => Some(after_authority.to_owned()),
+        false => Some(format!("/{after_authority}")),
+    }
+}
+
 /// Longest request target (`/path?query`) we accept: `414` beyond.
 pub const MAX_TARGET: usize = 8 * 1024;
 /// Largest request head we accept: `431` beyond.
@@ -128,9 +148,11 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, Rejection> {
     if skipped + used > MAX_HEAD {
         return Err(Rejection::HeadersTooLarge);
     }
-    if !(target.starts_with('/') || (target == "*" && method == "OPTIONS")) {
-        return Err(Rejection::BadRequest("request target must be a path"));
-    }
+    let target = match origin_form(target) {
+        Some(path) => path,
+        None if target == "*" && method == "OPTIONS" => target.to_owned(),
+        None => return Err(Rejection::BadRequest("request target must be a path")),
+    };
     let method = match method {
         "GET" => Method::Get,
         "HEAD" => Method::Head,
@@ -141,7 +163,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, Rejection> {
     let http10 = version == 0;
     let mut request = Request {
         method,
-        target: target.to_owned(),
+        target,
         http10,
         keep_alive: !http10,
         last_event_id: None,
@@ -368,7 +390,7 @@ mod tests {
             ("GET / HTTP/1.1\r\nBad Name: x\r\n\r\n".into(), 400),
             ("GET\0 / HTTP/1.1\r\n\r\n".into(), 400),
             ("GET / HTTP/2.0\r\n\r\n".into(), 400),
-            ("GET http://example.com/ HTTP/1.1\r\n\r\n".into(), 400),
+            ("GET ftp://example.com/ HTTP/1.1\r\n\r\n".into(), 400),
             ("\x16\x03\x01\x02\x00\x01\x00\x01\x7c\x03\x03".into(), 400),
             (long_target, 414),
             (long_head, 431),
@@ -379,6 +401,27 @@ mod tests {
                 Err(rejection) => assert_eq!(rejection.status(), status, "{:?}", &text[..text.len().min(80)]),
                 Ok(other) => panic!("{:?} parsed as {other:?}", &text[..text.len().min(80)]),
             }
+        }
+    }
+
+    #[test]
+    fn an_absolute_target_is_read_as_its_path() {
+        for (target, path) in [
+            ("http://localhost:8080/events?topic=a", "/events?topic=a"),
+            ("HTTP://example.com/healthz", "/healthz"),
+            ("https://example.com", "/"),
+            ("http://example.com?topic=a", "/?topic=a"),
+        ] {
+            let request = ok(&format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"));
+            assert_eq!(request.target, path, "{target}");
+        }
+        for target in ["ftp://example.com/events", "events", "example.com/events"] {
+            let refused = parse(&format!("GET {target} HTTP/1.1\r\n\r\n")).unwrap_err();
+            assert_eq!(
+                refused,
+                Rejection::BadRequest("request target must be a path"),
+                "{target}"
+            );
         }
     }
 
