@@ -230,15 +230,9 @@ impl Server {
         }
     }
 
-    /// The connection of `token` is lost (or given up): close its socket;
-    /// its link retries at its backoff. Publishes in flight are answered
-    /// "outcome unknown", fetches given up.
-    fn bus_lost(&mut self, token: Token, why: &str, now: Now) {
+    /// Closes `token`'s socket, and forgets what waited to be written to it.
+    fn close_bus_socket(&mut self, token: Token) {
         let Some(bus) = &mut self.bus else { return };
-        let was_ready = match token {
-            BUS_COMMANDS => bus.publisher.link().is_ready(),
-            _ => bus.tail.link().is_ready(),
-        };
         let wire = if token == BUS_COMMANDS {
             &mut bus.commands
         } else {
@@ -248,6 +242,19 @@ impl Server {
             let _ = self.poll.registry().deregister(&mut socket);
         }
         *wire = Wire::default();
+    }
+
+    /// The connection of `token` is lost (or given up): close its socket;
+    /// its link retries at its backoff. Publishes in flight are answered
+    /// "outcome unknown", fetches given up.
+    fn bus_lost(&mut self, token: Token, why: &str, now: Now) {
+        let Some(bus) = &mut self.bus else { return };
+        let was_ready = match token {
+            BUS_COMMANDS => bus.publisher.link().is_ready(),
+            _ => bus.tail.link().is_ready(),
+        };
+        self.close_bus_socket(token);
+        let Some(bus) = &mut self.bus else { return };
         let name = link_name(token);
         // Said once per outage; each failed retry after it only at debug.
         if was_ready {
@@ -294,13 +301,8 @@ impl Server {
                     self.deliver_to_every_stream(&gap);
                 }
                 TailEvent::Broken(error) => {
-                    // The link is disconnected already; drop the socket.
-                    if let Some(bus) = &mut self.bus {
-                        if let Some(mut socket) = bus.tailing.socket.take() {
-                            let _ = self.poll.registry().deregister(&mut socket);
-                        }
-                        bus.tailing = Wire::default();
-                    }
+                    // The link is disconnected already.
+                    self.close_bus_socket(BUS_TAIL);
                     warn!("{error}; reconnecting");
                 }
             }
@@ -323,12 +325,8 @@ impl Server {
                     }
                 }
                 PublishEvent::Broken(error) => {
-                    if let Some(bus) = &mut self.bus {
-                        if let Some(mut socket) = bus.commands.socket.take() {
-                            let _ = self.poll.registry().deregister(&mut socket);
-                        }
-                        bus.commands = Wire::default();
-                    }
+                    // The link is disconnected already.
+                    self.close_bus_socket(BUS_COMMANDS);
                     warn!("{error}; reconnecting");
                 }
                 other => self.on_reply(other, now),

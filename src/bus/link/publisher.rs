@@ -238,48 +238,25 @@ impl Publisher {
         let Some(sent) = self.in_flight.front().copied() else {
             return Err(LinkError::Unexpected(ReplyError::Shape("a reply to no command")));
         };
-        let event = if sent.range {
-            match streams::parse_xrange(reply) {
-                Ok(entries) => PublishEvent::Range {
-                    token: sent.token,
-                    entries,
-                },
-                Err(ReplyError::Redis(reason)) => PublishEvent::Refused {
-                    token: sent.token,
-                    reason,
-                },
-                Err(other) => return Err(LinkError::Unexpected(other)),
-            }
-        } else {
-            self.xadd_outcome(sent, reply, now)?
+        let token = sent.token;
+        let parsed = match sent.range {
+            true => streams::parse_xrange(reply).map(|entries| PublishEvent::Range { token, entries }),
+            false => streams::parse_xadd(reply).map(|id| PublishEvent::Published { token, id }),
         };
+        let event = match parsed {
+            Ok(event) => event,
+            Err(ReplyError::Redis(reason)) => PublishEvent::Refused { token, reason },
+            // Not the reply's shape: whether an entry was added is unknown,
+            // and the connection untrustworthy. Left in flight, `broken`
+            // answers it.
+            Err(other) => return Err(LinkError::Unexpected(other)),
+        };
+        if !sent.range {
+            self.last_round_trip = Some(now.saturating_duration_since(sent.sent_at));
+        }
         self.in_flight.pop_front();
         events.push(event);
         Ok(())
-    }
-
-    /// What became of an `XADD`.
-    fn xadd_outcome(
-        &mut self,
-        sent: InFlight,
-        reply: Reply,
-        now: Instant,
-    ) -> Result<PublishEvent, LinkError> {
-        let event = match streams::parse_xadd(reply) {
-            Ok(id) => PublishEvent::Published {
-                token: sent.token,
-                id,
-            },
-            Err(ReplyError::Redis(reason)) => PublishEvent::Refused {
-                token: sent.token,
-                reason,
-            },
-            // Not an id: whether the entry was added is unknown, and the
-            // connection untrustworthy. Left in flight, `broken` answers it.
-            Err(other) => return Err(LinkError::Unexpected(other)),
-        };
-        self.last_round_trip = Some(now.saturating_duration_since(sent.sent_at));
-        Ok(event)
     }
 
     fn broken(&mut self, error: LinkError, events: &mut Vec<PublishEvent>) {

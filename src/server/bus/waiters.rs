@@ -326,25 +326,11 @@ impl Server {
     /// has now passed.
     pub(in crate::server) fn wake_parked(&mut self, now: Now, history_read: bool) {
         let newest = self.service.newest();
-        let Some(bus) = &mut self.bus else { return };
-        let (ready, waiting): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut bus.parked)
-            .into_iter()
-            .partition(|parked| match parked.park {
-                Park::Start => history_read,
-                Park::Newer(id) => newest.is_some_and(|newest| newest >= id),
-                Park::Fetch(_) => true,
-            });
-        bus.parked = waiting;
-        for parked in ready {
-            self.resume_parked(
-                parked.key,
-                parked.conn,
-                &parked.request,
-                parked.park,
-                Waited::Passed,
-                now,
-            );
-        }
+        self.resume_parked_where(now, Waited::Passed, |parked| match parked.park {
+            Park::Start => history_read,
+            Park::Newer(id) => newest.is_some_and(|newest| newest >= id),
+            Park::Fetch(_) => true,
+        });
     }
 
     /// Parked streams whose wait ran out. One waiting for an id while the
@@ -367,19 +353,20 @@ impl Server {
                 parked.deadline = now.instant + PARK_WAIT;
             }
         }
-        let (due, waiting): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut bus.parked)
+        self.resume_parked_where(now, Waited::TimedOut, |parked| parked.deadline <= now.instant);
+    }
+
+    /// Takes the parked streams `done` picks out of the list and answers
+    /// each with `waited`.
+    fn resume_parked_where(&mut self, now: Now, waited: Waited, done: impl Fn(&Parked) -> bool) {
+        let Some(bus) = &mut self.bus else { return };
+        let (ready, waiting): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut bus.parked)
             .into_iter()
-            .partition(|parked| parked.deadline <= now.instant);
+            .partition(|parked| done(parked));
         bus.parked = waiting;
-        for parked in due {
-            self.resume_parked(
-                parked.key,
-                parked.conn,
-                &parked.request,
-                parked.park,
-                Waited::TimedOut,
-                now,
-            );
+        for parked in ready {
+            let (key, conn, park) = (parked.key, parked.conn, parked.park);
+            self.resume_parked(key, conn, &parked.request, park, waited.clone(), now);
         }
     }
 
