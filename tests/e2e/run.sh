@@ -2,10 +2,11 @@
 # End-to-end tests: ssed with real clients and a real proxy.
 #
 #   headless Chromium (the demo page's EventSource), the `eventsource` npm
-#   package, httpx + httpx-sse, curl, and nginx with deploy/nginx.conf.
+#   package, httpx + httpx-sse, curl, and nginx with deploy/nginx.conf; and
+#   the bus (--bus): several ssed processes on a throwaway redis-server.
 #
 # Installs what a fresh machine lacks, without asking (CI runs with CI=true
-# and no stdin): Debian's chromium and nginx, the npm packages into
+# and no stdin): Debian's chromium, nginx and redis-server, the npm packages into
 # tests/e2e/node_modules, the Python packages into tests/e2e/.venv. Builds
 # target/release/ssed (or in $CARGO_TARGET_DIR, when set). Everything listens
 # on loopback only; every test starts its own ssed on port 0. Reruns are fast:
@@ -48,6 +49,9 @@ missing=()
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# The bus tests start redis-server processes of their own (temporary
+# directories, Unix sockets); no system service is used.
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ "${#missing[@]}" -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq
@@ -109,13 +113,13 @@ run() {
   return 0
 }
 
-run "node --test (Chromium, eventsource, curl, nginx)" \
+run "node --test (Chromium, eventsource, curl, nginx, the bus)" \
   node --test \
   --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=tap --test-reporter-destination="$ARTIFACTS/node.tap" \
   js/*.test.mjs
 
-run "pytest (httpx + httpx-sse)" \
+run "pytest (httpx + httpx-sse, the bus)" \
   .venv/bin/python -m pytest -p no:cacheprovider -q -rs \
   --junitxml="$ARTIFACTS/pytest.xml" py
 

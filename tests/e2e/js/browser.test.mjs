@@ -3,7 +3,8 @@
 // real browser makes of ssed's bytes: connecting, named events, ids,
 // reconnecting by itself and replay through Last-Event-ID. Its wire view
 // reads the same stream a second time with fetch() and shows the raw lines
-// and the events its own parser builds from them.
+// and the events its own parser builds from them. Over the bus, the page
+// served by one process shows what was published on another.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +14,7 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 
 import { E2E_DIR, WAIT_MS, headerOf, startCutProxy, startSsed, waitFor } from '../lib/harness.mjs';
+import { STREAM_ID, startBusPair, startRedis } from '../lib/bus.mjs';
 import { startNginx } from '../lib/nginx.mjs';
 import { JWT_ARGS, bearer, nowSecs, signToken } from '../lib/tokens.mjs';
 
@@ -346,6 +348,59 @@ describe('browser: reconnecting', () => {
     const next = await ssed.publish('from the second process');
     assert.ok(next.id > first.id, `ids must keep increasing across restarts: ${first.id} then ${next.id}`);
     await row(page, 'message', String(next.id));
+  });
+});
+
+describe('browser: over the bus (two processes, one Redis)', () => {
+  test("A's page shows an event published on B with its stream id, in the list and the wire view", async (t) => {
+    const redis = await startRedis({ persistence: 'none' });
+    t.after(() => redis.stop());
+    const { a, b } = await startBusPair(redis);
+    t.after(() => a.stop());
+    t.after(() => b.stop());
+    const page = await context.newPage();
+    t.after(() => page.close());
+
+    await page.goto(`${a.base}/`);
+    await waitForState(page, 'connected');
+    await page.locator('#wire li[data-type="connected"]').waitFor({ state: 'attached' });
+    await waitFor("the page's two streams on A", async () => (await a.stats()).subscribers === 2);
+
+    const data = 'published on B: héllo';
+    const { id, subscribers } = await b.publish(data, { topic: 'news' });
+    assert.match(id, STREAM_ID);
+    assert.equal(subscribers, 0, "`subscribers` counts B's own streams: none");
+
+    // The list: EventSource gave it the stream id, an opaque string.
+    assert.deepEqual(await row(page, 'message', id), { name: 'message', id, data });
+    assert.equal(await page.locator(`#events li[data-id="${id}"]`).count(), 1);
+    // The wire view: the raw lines, and the event parsed from them.
+    const block = page.locator(`#wire li[data-type="message"][data-last-event-id="${id}"]`);
+    await block.waitFor({ state: 'attached' });
+    const lines = await block.locator('.raw .wl').allTextContents();
+    assert.deepEqual(lines, [`id: ${id}`, `data: ${data}`, '']);
+    assert.equal(JSON.parse(await block.locator('.ev-id').textContent()), id);
+    assert.equal(JSON.parse(await block.locator('.ev-data').textContent()), data);
+
+    // The page's publish form posts to A; the answer's id is the stream's,
+    // and B reads the event too.
+    await page.fill('#pub-topic', 'news');
+    await page.fill('#pub-event', 'headline');
+    await page.fill('#pub-data', 'from the form on A');
+    await page.click('#publish-button');
+    const result = await waitFor('#publish-result to report the id', async () => {
+      const text = await page.locator('#publish-result').textContent();
+      return /published id \d+-\d+/.test(text) && text;
+    });
+    const formId = /published id (\d+-\d+)/.exec(result)[1];
+    assert.match(result, /to 2 subscriber/);
+    assert.deepEqual(await row(page, 'headline', formId), { name: 'headline', id: formId, data: 'from the form on A' });
+    await waitFor("B's tail to read the form's event", async () => (await b.stats()).bus.last_id === formId);
+    await page.locator(`#wire li[data-last-event-id="${formId}"]`).waitFor({ state: 'attached' });
+
+    await page.evaluate(() => window.scrollTo(0, 0));
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'demo-page-bus.png'), fullPage: false });
   });
 });
 

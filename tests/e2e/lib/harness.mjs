@@ -70,9 +70,15 @@ process.on('exit', () => {
 /**
  * Starts `ssed` with `args` (plus `--listen 127.0.0.1:<port>`, port 0 by
  * default). Resolves once it logs its address.
+ *
+ * `listen` replaces that one `--listen` with several, bound (and logged)
+ * in the order given: `ports` are theirs, in that order, and `port` and
+ * `base` are the last one's (with `--reuseport`, the bus tests put the
+ * shared port first and the process's own port last).
  */
-export async function startSsed(args = [], { port = 0, env = {} } = {}) {
-  const child = spawn(SSED_BIN, ['--listen', `127.0.0.1:${port}`, ...args], {
+export async function startSsed(args = [], { port = 0, env = {}, listen } = {}) {
+  const listens = listen ?? [`127.0.0.1:${port}`];
+  const child = spawn(SSED_BIN, [...listens.flatMap((addr) => ['--listen', addr]), ...args], {
     env: { ...process.env, RUST_LOG: 'info', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -92,15 +98,25 @@ export async function startSsed(args = [], { port = 0, env = {} } = {}) {
   exited.then((status) => {
     exitStatus = status;
   });
-  const addr = await waitFor('ssed to log its address', () => {
+  const addrs = await waitFor('ssed to log its address', () => {
     if (exitStatus) throw new Error(`ssed exited early (${JSON.stringify(exitStatus)}): ${log}`);
-    const match = /listening on http:\/\/(127\.0\.0\.1):(\d+)/.exec(log);
-    return match && { host: match[1], port: Number(match[2]) };
+    const matches = [...log.matchAll(/listening on http:\/\/(127\.0\.0\.1):(\d+)/g)];
+    return matches.length >= listens.length && matches.map((m) => ({ host: m[1], port: Number(m[2]) }));
   });
+  const addr = addrs[listens.length - 1];
   const base = `http://${addr.host}:${addr.port}`;
+  async function postPublish(data, { topic, event, headers = {} } = {}) {
+    const params = new URLSearchParams();
+    if (topic !== undefined) params.set('topic', topic);
+    if (event !== undefined) params.set('event', event);
+    const response = await fetch(`${base}/publish?${params}`, { method: 'POST', body: data, headers });
+    const text = await response.text();
+    return { status: response.status, retryAfter: response.headers.get('retry-after'), text };
+  }
   return {
     child,
     port: addr.port,
+    ports: addrs.slice(0, listens.length).map((a) => a.port),
     base,
     log: () => log,
     exited,
@@ -115,15 +131,24 @@ export async function startSsed(args = [], { port = 0, env = {} } = {}) {
         throw err;
       }
     },
+    /** SIGKILL, as a crash: no shutdown, no goodbye; waits for the exit. */
+    async kill() {
+      if (exitStatus) return exitStatus;
+      child.kill('SIGKILL');
+      return withTimeout(exited, WAIT_MS, 'ssed to exit after SIGKILL');
+    },
+    /** POST /publish, whatever the answer: {status, retryAfter, text}. */
+    postPublish,
     /** POST /publish; resolves to the parsed JSON answer ({id, subscribers}). */
-    async publish(data, { topic, event, headers = {} } = {}) {
-      const params = new URLSearchParams();
-      if (topic !== undefined) params.set('topic', topic);
-      if (event !== undefined) params.set('event', event);
-      const response = await fetch(`${base}/publish?${params}`, { method: 'POST', body: data, headers });
-      const text = await response.text();
-      if (!response.ok) throw new Error(`publish answered ${response.status}: ${text}`);
+    async publish(data, options = {}) {
+      const { status, text } = await postPublish(data, options);
+      if (status !== 200) throw new Error(`publish answered ${status}: ${text}`);
       return JSON.parse(text);
+    },
+    /** GET /healthz: {status, text}. */
+    async health() {
+      const response = await fetch(`${base}/healthz`);
+      return { status: response.status, text: await response.text() };
     },
     async stats() {
       const response = await fetch(`${base}/stats`);

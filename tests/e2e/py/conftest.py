@@ -1,14 +1,17 @@
-"""Fixtures for the Python client tests: a real ssed on 127.0.0.1:0, and a
-Reader that follows one stream with httpx-sse in a thread.
+"""Fixtures for the Python client tests: a real ssed on 127.0.0.1:0, a
+Reader that follows one stream with httpx-sse in a thread, and a throwaway
+redis-server for the bus (`ssed --bus`).
 
 Every wait polls with a deadline; nothing sleeps to synchronise.
 """
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -19,6 +22,7 @@ from httpx_sse import connect_sse
 
 REPO = Path(__file__).resolve().parents[3]
 SSED_BIN = os.environ.get("SSED_BIN", str(REPO / "target" / "release" / "ssed"))
+REDIS_SERVER = os.environ.get("REDIS_SERVER", "redis-server")
 WAIT_S = 15.0
 
 
@@ -85,6 +89,23 @@ class Ssed:
         assert response.status_code == 200, response.text
         return response.json()
 
+    def stats(self):
+        return self.http.get("/stats").json()
+
+    def wait_health(self, status, timeout=WAIT_S):
+        """Polls /healthz until it answers `status` (the bus: 200 once both
+        Redis connections are up, 503 `bus down` otherwise)."""
+
+        def check():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"ssed exited: {''.join(self.log)}")
+            try:
+                return self.http.get("/healthz").status_code == status
+            except httpx.TransportError:
+                return False
+
+        wait_for(f"/healthz {status} on port {self.port}", check, timeout=timeout)
+
     def stop(self):
         self.http.close()
         if self.proc.poll() is None:
@@ -115,6 +136,103 @@ def ssed_factory():
 def ssed(ssed_factory):
     """A quiet server: no ticker; heartbeat every second keeps readers awake."""
     return ssed_factory("--tick", "0", "--heartbeat", "1")
+
+
+class Redis:
+    """A throwaway redis-server on a Unix socket in a temporary directory, as
+    tools/testkit/src/redis.rs starts one for the Rust tests:
+
+        redis-server --port 0 --unixsocket DIR/redis.sock --dir DIR --save ''
+                     --appendonly yes --appendfsync always     (aof=True)
+                     --appendonly no                           (aof=False)
+
+    Ready once PING answers +PONG. A missing redis-server fails the test,
+    with a hint; it never skips."""
+
+    def __init__(self, aof=True):
+        # Short: a Unix socket's path must fit in 108 bytes.
+        self.dir = tempfile.mkdtemp(prefix="ssed-e2e-redis-")
+        self.socket = os.path.join(self.dir, "redis.sock")
+        self.url = f"redis+unix://{self.socket}"
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if aof else ["--appendonly", "no"]
+        args = ["--port", "0", "--unixsocket", self.socket, "--unixsocketperm", "700", "--dir", self.dir]
+        args += ["--save", "", "--daemonize", "no", "--logfile", "redis.log", *persistence]
+        try:
+            self.proc = subprocess.Popen(
+                [REDIS_SERVER, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        except FileNotFoundError:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise AssertionError(
+                f"cannot run {REDIS_SERVER}: not found (install the Debian package "
+                "redis-server, as ./test.sh does, or set REDIS_SERVER)"
+            ) from None
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"redis-server exited at start: {self.log_tail()}")
+            try:
+                return self.command("PING") == "+PONG"
+            except OSError:
+                return False
+
+        try:
+            wait_for("redis-server to answer PING", ready)
+        except BaseException:
+            self.stop()
+            raise
+
+    def command(self, text):
+        """One inline command on a fresh connection: a status line, or a bulk
+        string's contents."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(2)
+            conn.connect(self.socket)
+            conn.sendall(text.encode() + b"\r\n")
+            data = b""
+            for _ in range(10_000):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    raise OSError(f"redis {text}: closed after {data!r}")
+                data += chunk
+                head, sep, rest = data.partition(b"\r\n")
+                if not sep:
+                    continue
+                if not head.startswith(b"$"):
+                    return head.decode()
+                size = int(head[1:])
+                if len(rest) >= size:
+                    return rest[:size].decode()
+            raise OSError(f"redis {text}: reply too long")
+
+    def calls(self, name):
+        """How many times Redis ran `name` (INFO commandstats), 0 if never."""
+        info = self.command("INFO commandstats")
+        match = re.search(rf"^cmdstat_{name.lower()}:calls=(\d+)", info, re.M)
+        return int(match.group(1)) if match else 0
+
+    def log_tail(self, n=20):
+        try:
+            return "".join(Path(self.dir, "redis.log").read_text().splitlines(True)[-n:])
+        except OSError:
+            return "(no redis.log)"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_server():
+    """redis-server with its append-only file on, killed and removed after the test."""
+    server = Redis(aof=True)
+    yield server
+    server.stop()
 
 
 class Reader:
