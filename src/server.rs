@@ -125,10 +125,9 @@ struct Slot {
     /// Its request waits on the bus (`server/bus.rs`), or waits for its
     /// publishes there to be answered: nothing more is read until then.
     parked: bool,
-    /// Its publishes sent to Redis and not answered yet.
+    /// Its publishes sent to Redis and not answered yet (what waits for
+    /// their answers is in [`Server`]'s `deferred`).
     relays: u32,
-    /// The request (or refusal) that waits for those answers.
-    deferred: Option<Deferred>,
 }
 
 /// What waits, on a connection, for its publishes to Redis to be answered.
@@ -172,6 +171,9 @@ pub struct Server {
     released_since_trim: usize,
     /// With `--bus`: the two connections to Redis.
     bus: Option<bus::Bus>,
+    /// What waits, on a connection (by slab key), for its publishes to
+    /// Redis to be answered. Only they pay for it: a slot stays small.
+    deferred: HashMap<usize, Deferred>,
 }
 
 impl Server {
@@ -238,6 +240,7 @@ impl Server {
             fd_exhaustion_logged: false,
             released_since_trim: 0,
             bus: bus::Bus::of(&config, now.instant),
+            deferred: HashMap::new(),
             config,
         })
     }
@@ -374,7 +377,6 @@ impl Server {
             linger_timer: false,
             parked: false,
             relays: 0,
-            deferred: None,
         });
         let counters = self.service.counters();
         counters.accepted += 1;
@@ -457,4 +459,22 @@ fn is_fd_exhaustion(error: &io::Error) -> bool {
         error.raw_os_error(),
         Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every connection's slot is reserved up front for `--max-conns`, and
+    /// what a subscriber touches of it is resident: the loop's own notes
+    /// fit in the padding after the connection (a request waiting on the
+    /// bus is kept aside, in `deferred`).
+    #[test]
+    fn a_slot_is_its_connection_and_eight_bytes() {
+        assert!(
+            std::mem::size_of::<Slot>() <= std::mem::size_of::<Conn>() + 8,
+            "{} bytes",
+            std::mem::size_of::<Slot>()
+        );
+    }
 }

@@ -41,7 +41,7 @@ use crate::frame::Frame;
 use crate::trace::{self, Direction};
 use socket::Socket;
 pub(super) use state::Bus;
-use state::Wire;
+use state::{slot, Wire, TAIL};
 use std::rc::Rc;
 
 /// The command connection's token (listeners take `0..MAX_LISTENERS`, then
@@ -72,11 +72,7 @@ impl Server {
     /// what waits.
     pub(super) fn on_bus_ready(&mut self, token: Token, now: Now) {
         let Some(bus) = &mut self.bus else { return };
-        let wire = if token == BUS_COMMANDS {
-            &mut bus.commands
-        } else {
-            &mut bus.tailing
-        };
+        let wire = &mut bus.wires[slot(token)];
         let Some(socket) = &mut wire.socket else { return };
         if wire.connecting {
             if let Some(error) = socket.connect_error() {
@@ -104,11 +100,7 @@ impl Server {
         // Bounded: a Redis that never stops sending gets the next turn.
         for _ in 0..64 {
             let Some(bus) = &mut self.bus else { return };
-            let wire = if token == BUS_COMMANDS {
-                &mut bus.commands
-            } else {
-                &mut bus.tailing
-            };
+            let wire = &mut bus.wires[slot(token)];
             let Some(socket) = &mut wire.socket else { return };
             let n = match socket.read(&mut bus.buffer) {
                 Ok(0) => return self.bus_lost(token, "Redis closed the connection", now),
@@ -126,7 +118,7 @@ impl Server {
                 let events = bus.publisher.received(bytes, now.instant);
                 self.on_command_events(events, now);
             } else {
-                let events = bus.tail.received(bytes, now.instant, &mut bus.tailing.out);
+                let events = bus.tail.received(bytes, now.instant, &mut bus.wires[TAIL].out);
                 self.on_tail_events(events, now);
             }
         }
@@ -136,11 +128,7 @@ impl Server {
     /// socket is full (its next writable readiness goes on).
     pub(super) fn bus_write(&mut self, token: Token, now: Now) {
         let Some(bus) = &mut self.bus else { return };
-        let wire = if token == BUS_COMMANDS {
-            &mut bus.commands
-        } else {
-            &mut bus.tailing
-        };
+        let wire = &mut bus.wires[slot(token)];
         let Some(socket) = &mut wire.socket else {
             wire.out.clear();
             return;
@@ -195,30 +183,17 @@ impl Server {
 
     fn bus_connect_if_due(&mut self, token: Token, now: Now) {
         let Some(bus) = &mut self.bus else { return };
-        let due = if token == BUS_COMMANDS {
-            bus.publisher.link().retry_due(now.instant)
-        } else {
-            bus.tail.link().retry_due(now.instant)
-        };
-        if !due {
+        if !bus.link(token).retry_due(now.instant) {
             return;
         }
-        if token == BUS_COMMANDS {
-            bus.publisher.connecting();
-        } else {
-            bus.tail.connecting();
-        }
+        bus.connecting(token);
         let registered = Socket::connect(&bus.addr).and_then(|mut socket| {
             self.poll
                 .registry()
                 .register(&mut socket, token, Interest::READABLE | Interest::WRITABLE)?;
             Ok(socket)
         });
-        let wire = if token == BUS_COMMANDS {
-            &mut bus.commands
-        } else {
-            &mut bus.tailing
-        };
+        let wire = &mut bus.wires[slot(token)];
         match registered {
             Ok(socket) => {
                 wire.socket = Some(socket);
@@ -233,11 +208,7 @@ impl Server {
     /// Closes `token`'s socket, and forgets what waited to be written to it.
     fn close_bus_socket(&mut self, token: Token) {
         let Some(bus) = &mut self.bus else { return };
-        let wire = if token == BUS_COMMANDS {
-            &mut bus.commands
-        } else {
-            &mut bus.tailing
-        };
+        let wire = &mut bus.wires[slot(token)];
         if let Some(mut socket) = wire.socket.take() {
             let _ = self.poll.registry().deregister(&mut socket);
         }
@@ -249,10 +220,7 @@ impl Server {
     /// "outcome unknown", fetches given up.
     fn bus_lost(&mut self, token: Token, why: &str, now: Now) {
         let Some(bus) = &mut self.bus else { return };
-        let was_ready = match token {
-            BUS_COMMANDS => bus.publisher.link().is_ready(),
-            _ => bus.tail.link().is_ready(),
-        };
+        let was_ready = bus.link(token).is_ready();
         self.close_bus_socket(token);
         let Some(bus) = &mut self.bus else { return };
         let name = link_name(token);

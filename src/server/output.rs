@@ -244,6 +244,7 @@ impl Server {
             return;
         };
         self.expiries.remove(&key);
+        self.deferred.remove(&key);
         if let Some((view, member)) = slot.conn.view() {
             if let Some(moved) = self.service.leave(view, member) {
                 if let Some(other) = self.conns.get_mut(moved.key) {

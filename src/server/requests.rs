@@ -129,7 +129,7 @@ impl Server {
                 }
                 Step::Reject(rejection) if slot.relays > 0 => {
                     // Answered after the publishes before it.
-                    slot.deferred = Some(Deferred::Reject(rejection));
+                    self.deferred.insert(key, Deferred::Reject(rejection));
                     slot.parked = true;
                     break;
                 }
@@ -169,8 +169,8 @@ impl Server {
             && routes::may_publish(request.method, request.path())
             && self.bus.as_ref().is_some_and(|bus| bus.accepts_publishes());
         if relays > 0 && !may_follow {
-            slot.deferred = Some(Deferred::Request(Box::new(request)));
             slot.parked = true;
+            self.deferred.insert(key, Deferred::Request(Box::new(request)));
             return;
         }
         match self.service.handle(&request, caller, now) {
@@ -178,8 +178,8 @@ impl Server {
             // A refused publish (401, 400, ...): handled again in its turn.
             _ if relays > 0 => {
                 if let Some(slot) = self.conns.get_mut(key) {
-                    slot.deferred = Some(Deferred::Request(Box::new(request)));
                     slot.parked = true;
+                    self.deferred.insert(key, Deferred::Request(Box::new(request)));
                 }
             }
             answer => self.apply(key, &request, answer, now),
@@ -193,7 +193,7 @@ impl Server {
             return;
         };
         slot.parked = false;
-        match slot.deferred.take() {
+        match self.deferred.remove(&key) {
             Some(Deferred::Request(request)) => self.answer(key, *request, now),
             Some(Deferred::Reject(rejection)) => self.refuse(key, rejection, now),
             None => {}

@@ -20,10 +20,11 @@
 //! may or may not arrive, but at most once.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use ssed_testkit::id::EventId;
 
-use crate::clients::{Newest, Outcome, Publish, ReaderReport, Seen};
+use crate::clients::{Control, Newest, Outcome, Publish, Reader, ReaderReport, Seen};
 
 /// Every publish of a test, by token.
 pub struct Ledger {
@@ -192,6 +193,25 @@ impl Ledger {
             tokens.len(),
             report.gaps()
         )
+    }
+
+    /// A run where Redis stayed up: more than 100 publishes, each answered
+    /// `200` (else `why` fails the test); then, once the readers have
+    /// caught up with the newest, every reader checked, no gap allowed.
+    pub fn settle(
+        publishes: Vec<Publish>,
+        control: &Control,
+        readers: Vec<Reader>,
+        why: &str,
+    ) -> (Ledger, Vec<ReaderReport>) {
+        let ledger = Ledger::new(publishes);
+        let (published, refused, unknown) = ledger.counts();
+        assert!(published > 100, "only {published} published");
+        assert_eq!((refused, unknown), (0, 0), "{why}");
+        control.finish(ledger.newest(), Duration::from_secs(20));
+        let reports: Vec<_> = readers.into_iter().map(Reader::join).collect();
+        ledger.assert_all(&reports, false);
+        (ledger, reports)
     }
 
     /// Checks every reader and fails the test with all that is wrong.

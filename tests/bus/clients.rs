@@ -109,6 +109,40 @@ pub struct Publish {
     pub outcome: Outcome,
 }
 
+impl Publish {
+    /// The id the publish was answered with; it must have been.
+    pub fn id(&self) -> &EventId {
+        match &self.outcome {
+            Outcome::Published(id) => id,
+            other => panic!("{}: {other:?}", self.token),
+        }
+    }
+}
+
+/// Publishes `count` tokens `t/<tag>/<n>` on topic `t`, round-robin over
+/// `addrs`, one at a time; each must be answered `200`.
+pub fn publish_n(addrs: &[SocketAddr], tag: &str, count: usize) -> Vec<Publish> {
+    (0..count)
+        .map(|n| {
+            let to = addrs[n % addrs.len()];
+            let token = format!("t/{tag}/{n}");
+            let sent = Instant::now();
+            let outcome = publish(to, "t", &token);
+            assert!(
+                matches!(outcome, Outcome::Published(_)),
+                "{token} to {to}: {outcome:?}"
+            );
+            Publish {
+                token,
+                topic: "t".into(),
+                to,
+                sent,
+                outcome,
+            }
+        })
+        .collect()
+}
+
 /// `POST /publish?topic=T` with `data` as the body.
 pub fn publish(addr: SocketAddr, topic: &str, data: &str) -> Outcome {
     let raw = format!(
@@ -135,6 +169,14 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// One publisher per address, `p0`, `p1`, ..., each on `topics`, one
+    /// publish every `period`.
+    pub fn one_each(addrs: &[SocketAddr], topics: &[&str], period: Duration) -> Vec<Publisher> {
+        let each = addrs.iter().enumerate();
+        each.map(|(i, addr)| Publisher::spawn(&format!("p{i}"), vec![*addr], topics, period, i as u64))
+            .collect()
+    }
+
     /// Publisher `name` sends to `addrs` in turn, on `topics` at random,
     /// one publish every `period`.
     pub fn spawn(

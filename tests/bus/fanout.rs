@@ -103,35 +103,18 @@ fn every_subscriber_on_every_process_gets_every_event_once_in_one_order() {
     // Four publishers at once: one per process's own port, one on the shared port.
     let mut targets = cluster.addrs();
     targets.push(shared);
-    let publishers: Vec<Publisher> = targets
-        .iter()
-        .enumerate()
-        .map(|(i, addr)| {
-            Publisher::spawn(
-                &format!("p{i}"),
-                vec![*addr],
-                &["a", "b"],
-                Duration::from_millis(8),
-                i as u64,
-            )
-        })
-        .collect();
+    let publishers = Publisher::one_each(&targets, &["a", "b"], Duration::from_millis(8));
     thread::sleep(Duration::from_millis(1500));
     for publisher in publishers {
         publishes.extend(publisher.stop());
     }
-    let ledger = Ledger::new(publishes);
-    let (published, refused, unknown) = ledger.counts();
-    assert!(published > 100, "only {published} published");
-    assert_eq!(
-        (refused, unknown),
-        (0, 0),
-        "with Redis up every publish is answered 200"
+    let (ledger, reports) = Ledger::settle(
+        publishes,
+        &control,
+        readers,
+        "with Redis up every publish is answered 200",
     );
-
-    control.finish(ledger.newest(), Duration::from_secs(20));
-    let reports: Vec<_> = readers.into_iter().map(Reader::join).collect();
-    ledger.assert_all(&reports, false);
+    let published = ledger.counts().0;
 
     // The same ids in the same order everywhere: every reader of every
     // topic saw exactly one sequence.

@@ -16,7 +16,6 @@
 //! process reads an event within a millisecond of its `XADD`. Stopping a
 //! process makes it certain.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,34 +23,9 @@ use ssed_testkit::id::EventId;
 use ssed_testkit::redis::Persistence;
 
 use crate::check::Ledger;
-use crate::clients::{publish, Control, Outcome, Plan, Publish, Reader};
+use crate::clients::{publish_n, Control, Plan, Reader};
 use crate::cluster::{Cluster, Node, Port};
 use crate::common::Subscriber;
-
-fn publish_n(to: SocketAddr, tag: &str, count: usize) -> Vec<Publish> {
-    (0..count)
-        .map(|n| {
-            let token = format!("t/{tag}/{n}");
-            let sent = Instant::now();
-            let outcome = publish(to, "t", &token);
-            assert!(matches!(outcome, Outcome::Published(_)), "{token}: {outcome:?}");
-            Publish {
-                token,
-                topic: "t".into(),
-                to,
-                sent,
-                outcome,
-            }
-        })
-        .collect()
-}
-
-fn id_of(p: &Publish) -> EventId {
-    match &p.outcome {
-        Outcome::Published(id) => id.clone(),
-        other => panic!("{}: {other:?}", p.token),
-    }
-}
 
 /// Polls `/stats` until the process has read `id` from the stream.
 fn wait_read(node: &Node, id: &EventId) {
@@ -86,14 +60,14 @@ fn events_a_process_never_read_and_redis_forgot_are_announced_as_a_gap() {
         Reader::spawn("steady-b/t", Plan::Steady(b), Some(&["t"]), control.clone(), 3),
     ];
     control.wait_ready(readers.len(), Duration::from_secs(10));
-    let mut publishes = publish_n(a, "before", 5);
-    wait_read(&cluster.nodes[1], &id_of(&publishes[4]));
+    let mut publishes = publish_n(&[a], "before", 5);
+    wait_read(&cluster.nodes[1], publishes[4].id());
 
     // b stops reading; a publishes twenty, and reads them back itself.
     cluster.nodes[1].signal(libc::SIGSTOP);
-    let unread = publish_n(a, "unread", 20);
-    wait_read(&cluster.nodes[0], &id_of(&unread[19]));
-    let seen_on_a = id_of(&unread[14]);
+    let unread = publish_n(&[a], "unread", 20);
+    wait_read(&cluster.nodes[0], unread[19].id());
+    let seen_on_a = unread[14].id().clone();
     publishes.extend(unread);
 
     // Redis forgets them; b wakes up to a Redis that never heard of them.
@@ -101,8 +75,8 @@ fn events_a_process_never_read_and_redis_forgot_are_announced_as_a_gap() {
     cluster.restart_redis();
     cluster.nodes[1].signal(libc::SIGCONT);
     cluster.wait_health(200, Duration::from_secs(15));
-    let after = publish_n(b, "after", 5);
-    let newest = id_of(&after[4]);
+    let after = publish_n(&[b], "after", 5);
+    let newest = after[4].id().clone();
     publishes.extend(after);
 
     // A client that saw the fifteenth of them on a resumes on b, which

@@ -128,19 +128,7 @@ fn run(persistence: Persistence) -> Run {
     }
     control.wait_ready(readers.len(), Duration::from_secs(10));
 
-    let publishers: Vec<Publisher> = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, addr)| {
-            Publisher::spawn(
-                &format!("p{i}"),
-                vec![*addr],
-                &["x", "y"],
-                Duration::from_millis(20),
-                i as u64,
-            )
-        })
-        .collect();
+    let publishers = Publisher::one_each(&addrs, &["x", "y"], Duration::from_millis(20));
     let health = HealthLog::start(addrs.clone());
     let mut outages = Vec::new();
     for _ in 0..OUTAGES {

@@ -13,40 +13,9 @@ use ssed_testkit::json::json_scalar;
 use ssed_testkit::redis::Persistence;
 
 use crate::check::Ledger;
-use crate::clients::{publish, Control, Outcome, Plan, Publish, Publisher, Reader};
+use crate::clients::{publish_n, Control, Plan, Publish, Publisher, Reader};
 use crate::cluster::{Cluster, Port};
 use crate::common::{SseEvent, Subscriber};
-
-/// Publishes `count` tokens `t/<tag>/<n>` on topic `t`, round-robin over
-/// `addrs`, one at a time; each must be answered `200`.
-fn publish_n(addrs: &[SocketAddr], tag: &str, count: usize) -> Vec<Publish> {
-    (0..count)
-        .map(|n| {
-            let to = addrs[n % addrs.len()];
-            let token = format!("t/{tag}/{n}");
-            let sent = std::time::Instant::now();
-            let outcome = publish(to, "t", &token);
-            assert!(
-                matches!(outcome, Outcome::Published(_)),
-                "{token} to {to}: {outcome:?}"
-            );
-            Publish {
-                token,
-                topic: "t".into(),
-                to,
-                sent,
-                outcome,
-            }
-        })
-        .collect()
-}
-
-fn id_of(p: &Publish) -> &EventId {
-    match &p.outcome {
-        Outcome::Published(id) => id,
-        other => panic!("{}: {other:?}", p.token),
-    }
-}
 
 /// Reads the next events and expects exactly these publishes, in order.
 fn expect_events(subscriber: &mut Subscriber, owed: &[Publish], what: &str) {
@@ -55,7 +24,7 @@ fn expect_events(subscriber: &mut Subscriber, owed: &[Publish], what: &str) {
         let got = (event.id.as_deref(), event.data.as_str());
         assert_eq!(
             got,
-            (Some(id_of(p).as_str()), p.token.as_str()),
+            (Some(p.id().as_str()), p.token.as_str()),
             "{what}: {event:?}"
         );
     }
@@ -85,7 +54,7 @@ fn a_subscriber_resumes_on_another_process_from_its_history_and_from_xrange() {
     expect_events(&mut on_a, &seen, "live on a");
     drop(on_a);
     let missed = publish_n(&addrs, "missed", 10);
-    let last_seen = id_of(&seen[4]).as_str();
+    let last_seen = seen[4].id().as_str();
 
     // c keeps 1024 events: it replays the ten from its own history.
     let mut on_c = resume(c, last_seen);
@@ -100,7 +69,7 @@ fn a_subscriber_resumes_on_another_process_from_its_history_and_from_xrange() {
     expect_events(&mut on_b, &live, "live on b after the replay");
 
     // An id seen on b and resumed on a, the other way round.
-    let mut again = resume(a, id_of(&missed[2]).as_str());
+    let mut again = resume(a, missed[2].id().as_str());
     expect_events(&mut again, &missed[3..], "replay on a");
     expect_events(&mut again, &live, "replay on a, then live");
 }
@@ -120,7 +89,7 @@ fn replay_from_xrange_meets_the_live_stream_without_a_hole_or_a_duplicate() {
     let control = Arc::new(Control::default());
     let mut readers = Vec::new();
     for (i, p) in before.iter().step_by(8).enumerate() {
-        let after = Some(id_of(p).clone());
+        let after = Some(p.id().clone());
         let name = format!("from-{}", p.token);
         readers.push(Reader::spawn_after(
             &name,
@@ -165,8 +134,8 @@ fn an_id_the_stream_no_longer_holds_gets_a_gap_first() {
     cluster.add("b", Port::Own, &[]);
     let (a, b) = (cluster.nodes[0].addr, cluster.nodes[1].addr);
     let published = publish_n(&[a], "trim", 300);
-    let first = id_of(&published[0]).as_str();
-    let newest = id_of(&published[299]);
+    let first = published[0].id().as_str();
+    let newest = published[299].id();
 
     for at in [a, b] {
         // Trimmed from the stream (and from a's history; b's 1024 may
@@ -227,7 +196,7 @@ fn a_client_ahead_of_the_process_it_resumes_on_waits_for_it_and_gets_no_gap() {
     let mut client = crate::common::Client::connect(b);
     let head = format!(
         "GET /events HTTP/1.1\r\nHost: t\r\nLast-Event-ID: {}\r\n\r\n",
-        id_of(&e[0])
+        e[0].id()
     );
     client.send(head.as_bytes());
     cluster.nodes[1].signal(libc::SIGCONT);

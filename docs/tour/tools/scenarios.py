@@ -70,6 +70,17 @@ class Run:
         """The real id of the run's nth event (0 is its first)."""
         return str(self.first_id + nth)
 
+    def resume(self, intro, last_id, count):
+        """A stream that comes back with `Last-Event-ID: last_id`: waits
+        for its first write (the replay) and shows `count` things it got."""
+        back = Stream(self.server, self.t, intro)
+        self.clients.append(back)
+        back.subscribe(http("GET", "/events", (*BROWSER, f"Last-Event-ID: {last_id}")), "GET /events with Last-Event-ID")
+        self.server.wait(rf"^#{back.id} > ", "the replay")
+        back.open()
+        back.expect(count)
+        return back
+
     def finish(self):
         items = self.t.finish()
         if not self.keep_accept_note:
@@ -286,12 +297,7 @@ def replay(run):
     s.wait(rf"^\[debug\] #{sub.id} closed: PeerClosed$")
     run.publish(pub, "", "two")
     run.publish(pub, "", "three")
-    back = Stream(s, run.t, "connects again: the same EventSource, after its reconnection time")
-    run.clients.append(back)
-    back.subscribe(http("GET", "/events", (*BROWSER, f"Last-Event-ID: {run.id(0)}")), "GET /events with Last-Event-ID")
-    s.wait(rf"^#{back.id} > ", "the replay")
-    back.open()
-    back.expect(4)
+    run.resume("connects again: the same EventSource, after its reconnection time", run.id(0), 4)
 
 
 def gap(run):
@@ -435,12 +441,7 @@ def bus(run):
                                   http("POST", "/publish?topic=news", body=data))
         ids.append(json.loads(body)["id"])
     first = sub.parser.last_id
-    back = Stream(s, run.t, "connects again, to a process whose history (--history 2) no longer holds its id")
-    run.clients.append(back)
-    back.subscribe(http("GET", "/events", (*BROWSER, f"Last-Event-ID: {first}")), "GET /events with Last-Event-ID")
-    s.wait(rf"^#{back.id} > ", "the replay")
-    back.open()
-    back.expect(5)
+    run.resume("connects again, to a process whose history (--history 2) no longer holds its id", first, 5)
 
 
 def bus_tail(run):

@@ -137,17 +137,9 @@ impl Publisher {
         now: Instant,
         out: &mut Vec<u8>,
     ) -> Result<(), Unavailable> {
-        if !self.link.is_ready() {
-            return Err(Unavailable {
-                retry_at: self.link.retry_at(),
-            });
-        }
+        self.ready()?;
         streams::xadd_event(&self.stream, self.retention, topic, name, data, out);
-        self.in_flight.push_back(InFlight {
-            token,
-            sent_at: now,
-            range: false,
-        });
+        self.sent(token, false, now);
         Ok(())
     }
 
@@ -162,18 +154,30 @@ impl Publisher {
         now: Instant,
         out: &mut Vec<u8>,
     ) -> Result<(), Unavailable> {
-        if !self.link.is_ready() {
-            return Err(Unavailable {
-                retry_at: self.link.retry_at(),
-            });
-        }
+        self.ready()?;
         streams::xrange(&self.stream, start, end, count, out);
+        self.sent(token, true, now);
+        Ok(())
+    }
+
+    /// Commands may be written only once the link is ready.
+    fn ready(&self) -> Result<(), Unavailable> {
+        match self.link.is_ready() {
+            true => Ok(()),
+            false => Err(Unavailable {
+                retry_at: self.link.retry_at(),
+            }),
+        }
+    }
+
+    /// A command for `token` was written at `now`: its reply is next in
+    /// line after those already in flight.
+    fn sent(&mut self, token: u64, range: bool, now: Instant) {
         self.in_flight.push_back(InFlight {
             token,
             sent_at: now,
-            range: true,
+            range,
         });
-        Ok(())
     }
 
     /// When the oldest command in flight was written: a reply overdue

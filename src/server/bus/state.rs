@@ -7,10 +7,25 @@ use std::time::{Instant, UNIX_EPOCH};
 
 use super::socket::Socket;
 use super::waiters::{self, Parked, Waiter};
-use super::{BLOCK_MS, READ_CHUNK, READ_COUNT, REPLY_TIMEOUT, TAIL_SILENCE};
-use crate::bus::link::{LinkStatus, Publisher, Settings, Tail};
+use super::{BLOCK_MS, BUS_COMMANDS, READ_CHUNK, READ_COUNT, REPLY_TIMEOUT, TAIL_SILENCE};
+use crate::bus::link::{Link, LinkStatus, Publisher, Settings, Tail};
 use crate::config::{BusAddr, Config};
 use crate::stats::BusFigures;
+use mio::Token;
+
+/// The command connection's place in [`Bus::wires`].
+pub(super) const COMMANDS: usize = 0;
+/// The tailing connection's place in [`Bus::wires`].
+pub(super) const TAIL: usize = 1;
+
+/// Where `token`'s socket is in [`Bus::wires`].
+pub(super) fn slot(token: Token) -> usize {
+    if token == BUS_COMMANDS {
+        COMMANDS
+    } else {
+        TAIL
+    }
+}
 
 /// One socket to Redis and what waits to be written to it.
 #[derive(Debug, Default)]
@@ -30,8 +45,8 @@ pub struct Bus {
     pub(super) addr: BusAddr,
     pub(super) publisher: Publisher,
     pub(super) tail: Tail,
-    pub(super) commands: Wire,
-    pub(super) tailing: Wire,
+    /// The sockets: `wires[COMMANDS]` and `wires[TAIL]` (see [`slot`]).
+    pub(super) wires: [Wire; 2],
     /// Requests waiting for a reply on the command connection, by token.
     pub(super) waiters: HashMap<u64, Waiter>,
     next_token: u64,
@@ -67,14 +82,29 @@ impl Bus {
             addr,
             publisher: Publisher::new(&settings, seed, now),
             tail: Tail::new(&settings, seed.rotate_left(17), now),
-            commands: Wire::default(),
-            tailing: Wire::default(),
+            wires: [Wire::default(), Wire::default()],
             waiters: HashMap::new(),
             next_token: 1,
             parked: Vec::new(),
             lag_ms: None,
             buffer: vec![0; READ_CHUNK].into_boxed_slice(),
         })
+    }
+
+    /// `token`'s link: its phase, its backoff.
+    pub(in crate::server) fn link(&self, token: Token) -> &Link {
+        match slot(token) {
+            COMMANDS => self.publisher.link(),
+            _ => self.tail.link(),
+        }
+    }
+
+    /// The loop starts connecting `token`'s socket.
+    pub(in crate::server) fn connecting(&mut self, token: Token) {
+        match slot(token) {
+            COMMANDS => self.publisher.connecting(),
+            _ => self.tail.connecting(),
+        }
     }
 
     /// A token no waiter holds.
@@ -91,12 +121,12 @@ impl Bus {
     /// Publishes can be sent now: connected, and Redis reads what it is
     /// sent.
     pub(in crate::server) fn accepts_publishes(&self) -> bool {
-        self.publisher.link().is_ready() && self.commands.out.len() <= waiters::MOST_UNSENT
+        self.publisher.link().is_ready() && self.wires[COMMANDS].out.len() <= waiters::MOST_UNSENT
     }
 
     /// The command connection.
     pub(in crate::server) fn publisher(&mut self) -> (&mut Publisher, &mut Vec<u8>) {
-        (&mut self.publisher, &mut self.commands.out)
+        (&mut self.publisher, &mut self.wires[COMMANDS].out)
     }
 
     /// What `/stats`, `/metrics` and `/healthz` show.
@@ -124,23 +154,23 @@ impl Bus {
     /// a connect or handshake, or the oldest command, unanswered for
     /// [`REPLY_TIMEOUT`].
     pub(in crate::server) fn commands_deadline(&self) -> Option<Instant> {
-        self.commands.socket.as_ref()?;
+        self.wires[COMMANDS].socket.as_ref()?;
         match self.publisher.link().is_ready() {
             true => self.publisher.oldest_sent().map(|at| at + REPLY_TIMEOUT),
-            false => self.commands.heard.map(|at| at + REPLY_TIMEOUT),
+            false => self.wires[COMMANDS].heard.map(|at| at + REPLY_TIMEOUT),
         }
     }
 
     /// When the tailing connection counts as dead if Redis stays silent:
     /// its handshake unanswered, or its reads silent past their `BLOCK`.
     pub(in crate::server) fn tail_deadline(&self) -> Option<Instant> {
-        self.tailing.socket.as_ref()?;
+        self.wires[TAIL].socket.as_ref()?;
         let allowed = if self.tail.link().is_ready() {
             TAIL_SILENCE
         } else {
             REPLY_TIMEOUT
         };
-        self.tailing.heard.map(|at| at + allowed)
+        self.wires[TAIL].heard.map(|at| at + allowed)
     }
 
     /// The nearest moment something is due: a reconnect, a reply's or the

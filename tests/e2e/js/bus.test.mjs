@@ -12,7 +12,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventSource } from 'eventsource';
 
-import { waitFor } from '../lib/harness.mjs';
+import { recordEvents, waitFor } from '../lib/harness.mjs';
 import { STREAM_ID, compareIds, startBusPair, startRedis, waitHealth } from '../lib/bus.mjs';
 
 /**
@@ -24,8 +24,6 @@ import { STREAM_ID, compareIds, startBusPair, startRedis, waitHealth } from '../
  * release(): a test can publish before the reconnect reaches a server.
  */
 async function subscribe(url, names = []) {
-  const events = [];
-  const errors = [];
   const requests = [];
   let gate = null;
   let openGate = null;
@@ -44,11 +42,7 @@ async function subscribe(url, names = []) {
     return new Response(forClient, { status, statusText, headers });
   };
   const es = new EventSource(url, { fetch: recordingFetch });
-  for (const name of ['message', 'connected', 'gap', ...names]) {
-    es.addEventListener(name, (e) => events.push({ type: e.type, data: e.data, lastEventId: e.lastEventId }));
-  }
-  es.addEventListener('error', (e) => errors.push(e));
-  await waitFor('EventSource to open', () => es.readyState === EventSource.OPEN);
+  const { events, errors, next } = await recordEvents(es, names);
   return {
     es,
     events,
@@ -57,7 +51,7 @@ async function subscribe(url, names = []) {
     /** Events that carry an id (published ones), as [id, type, data]. */
     published: () =>
       events.filter((e) => e.type !== 'connected' && e.type !== 'gap').map((e) => [e.lastEventId, e.type, e.data]),
-    next: (what, pred) => waitFor(what, () => events.find(pred)),
+    next,
     hold() {
       gate = new Promise((resolve) => {
         openGate = resolve;

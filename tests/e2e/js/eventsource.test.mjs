@@ -6,29 +6,16 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventSource } from 'eventsource';
 
-import { headerOf, startCutProxy, startSsed, waitFor } from '../lib/harness.mjs';
+import { headerOf, recordEvents, startCutProxy, startSsed, waitFor } from '../lib/harness.mjs';
 
 /**
  * Opens an EventSource and records every event of the given names, in order,
  * as {type, data, lastEventId}. Resolves once the stream is open.
  */
 async function subscribe(url, names = []) {
-  const events = [];
-  const errors = [];
   const es = new EventSource(url);
-  for (const name of ['message', 'connected', 'tick', 'gap', ...names]) {
-    es.addEventListener(name, (e) => events.push({ type: e.type, data: e.data, lastEventId: e.lastEventId }));
-  }
-  es.addEventListener('error', (e) => errors.push(e));
-  await waitFor('EventSource to open', () => es.readyState === EventSource.OPEN);
-  return {
-    es,
-    events,
-    errors,
-    /** Waits for the first recorded event matching `pred`. */
-    next: (what, pred) => waitFor(what, () => events.find(pred)),
-    close: () => es.close(),
-  };
+  const { events, errors, next } = await recordEvents(es, ['tick', ...names]);
+  return { es, events, errors, next, close: () => es.close() };
 }
 
 describe('eventsource (npm)', () => {

@@ -251,3 +251,20 @@ export function headerOf(requestText, name) {
   const match = re.exec(requestText);
   return match ? match[1] : null;
 }
+
+/**
+ * Records, in order, every event `es` fires of the types `message`,
+ * `connected`, `gap` and `names`, as {type, data, lastEventId}, and every
+ * error; resolves once the stream is open. `next(what, pred)` waits for the
+ * first recorded event matching `pred`.
+ */
+export async function recordEvents(es, names = []) {
+  const events = [];
+  const errors = [];
+  for (const name of new Set(['message', 'connected', 'gap', ...names])) {
+    es.addEventListener(name, (e) => events.push({ type: e.type, data: e.data, lastEventId: e.lastEventId }));
+  }
+  es.addEventListener('error', (e) => errors.push(e));
+  await waitFor('EventSource to open', () => es.readyState === es.OPEN);
+  return { events, errors, next: (what, pred) => waitFor(what, () => events.find(pred)) };
+}
